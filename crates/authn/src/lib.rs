@@ -1,0 +1,43 @@
+//! Who is calling: the [`Identity`] every request carries, and the gateway-signed session
+//! tokens that prove it.
+//!
+//! A session token is a compact JWS (`header.claims.signature`, base64url) signed with the
+//! gateway's Ed25519 key. Verification is deliberately narrow: one algorithm (`EdDSA`), one
+//! `typ`, the gateway's own key id, our own `iss`/`aud`, integer `exp`/`iat`, and a lifetime no
+//! longer than the configured maximum. Header fields that point elsewhere for keys (`jku`,
+//! `jwk`, `x5u`) are never used; a `crit` header is refused.
+//!
+//! Invariant: an [`Identity`] can only be constructed by verifying a token (or by the
+//! operator-side mint path, which signs one); nothing else in the workspace can invent one.
+//! Invariant: the clock is a parameter (`now`, unix seconds), never read here.
+
+mod keys;
+mod token;
+
+pub use keys::{KeyError, SessionKeys};
+pub use token::{Claims, SESSION_AUDIENCE, SESSION_ISSUER, SESSION_TYP, TokenError};
+
+/// The caller, as proved by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    subject: String,
+    groups: Vec<String>,
+    token_id: String,
+    expires_at: u64,
+}
+
+impl Identity {
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
+    /// Unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}

@@ -1,0 +1,492 @@
+//! The validated configuration snapshot and the walk that builds it.
+//! Every key of PRODUCT.md's configuration sketch is accepted here with its default.
+
+use crate::ConfigErrors;
+use crate::yaml::{Field, Map, Walker, with_empty_map};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data plane listener.
+    pub listen: SocketAddr,
+    /// Admin plane listener (health, later the admin API, UI and metrics).
+    pub admin_listen: SocketAddr,
+    pub upstream: UpstreamConfig,
+    pub store: StoreUrl,
+    pub redis: Option<String>,
+    /// The policy file; `None` means the bundled example policy.
+    pub policy: Option<PathBuf>,
+    pub session: SessionConfig,
+    pub oidc: Vec<OidcIssuer>,
+    pub admin_groups: Vec<String>,
+    pub audit: AuditConfig,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Scheme, authority and an optional base path (no query); `/v1/...` is appended.
+    pub url: http::Uri,
+    pub api_key: ApiKeySource,
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to send response headers.
+    pub header_timeout: Duration,
+    /// Longest silence allowed while a response body (or stream) is being received. Streams
+    /// have no total limit, only this one.
+    pub idle_timeout: Duration,
+    /// Attempts for a request whose bytes never reached the upstream (connect failures).
+    pub max_connect_attempts: u32,
+}
+
+/// Where the upstream API key comes from. The key itself is read by the binary, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    Env(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub signing_key_file: PathBuf,
+    pub ttl: Duration,
+    pub max_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcIssuer {
+    pub issuer: String,
+    pub audience: String,
+    pub groups_claim: String,
+    pub accept_direct: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreFailure {
+    FailClosed,
+    FailOpen,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub on_store_failure: OnStoreFailure,
+}
+
+/// Bounds at the edge. Every one has a safe default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted (413 above it, checked on Content-Length before reading).
+    pub max_body_bytes: u64,
+    /// Largest SSE event relayed from upstream; a longer one aborts the stream with an error.
+    pub max_sse_event_bytes: u64,
+    /// Largest non-streaming upstream response body the gateway will inspect.
+    pub max_response_bytes: u64,
+    /// Concurrent client connections; connections beyond it wait in the kernel backlog.
+    pub max_connections: u64,
+    pub max_headers: u64,
+    /// Time a client has to send the request head.
+    pub header_read_timeout: Duration,
+    /// Longest silence while a request body is being read.
+    pub body_read_timeout: Duration,
+    /// Time in-flight requests and streams get to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+pub(crate) fn parse(source: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let mut w = Walker::new(source);
+    let config = w.load(text).and_then(|root| {
+        let mut m = Map::root(&root, &mut w)?;
+        let c = read_config(&mut m, &mut w);
+        m.finish(&mut w);
+        Some(c)
+    });
+    w.finish(config)
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
+    let listen = m.field("listen", w, addr).unwrap_or_else(|| "127.0.0.1:8080".parse().unwrap());
+    let admin_listen =
+        m.field("admin_listen", w, addr).unwrap_or_else(|| "127.0.0.1:8081".parse().unwrap());
+    let upstream = m
+        .field("upstream", w, |f, w| {
+            let mut u = f.mapping(w)?;
+            let r = read_upstream(&mut u, w);
+            u.finish(w);
+            Some(r)
+        })
+        .unwrap_or_else(|| with_empty_map(w, read_upstream));
+    let store = m
+        .field("store", w, store_url)
+        .unwrap_or_else(|| StoreUrl::Sqlite(PathBuf::from("airlock-data/airlock.db")));
+    let redis = m.field("redis", w, |f, w| {
+        let s = f.non_empty_string(w)?;
+        if !(s.starts_with("redis://") || s.starts_with("rediss://")) {
+            w.error(f.span(), f.path(), "expected a redis:// or rediss:// URL");
+            return None;
+        }
+        Some(s)
+    });
+    let policy = m.field("policy", w, |f, w| f.non_empty_string(w).map(PathBuf::from));
+    let (session, oidc) = m
+        .field("identity", w, |f, w| {
+            let mut id = f.mapping(w)?;
+            let session = id.field("session", w, |f, w| {
+                let mut s = f.mapping(w)?;
+                let r = read_session(&mut s, w);
+                s.finish(w);
+                Some(r)
+            });
+            let oidc = id.field("oidc", w, |f, w| f.each(w, read_oidc)).unwrap_or_default();
+            id.finish(w);
+            Some((session, oidc))
+        })
+        .unwrap_or((None, Vec::new()));
+    let session = session.unwrap_or_else(|| with_empty_map(w, read_session));
+    let admin_groups = m
+        .field("admin", w, |f, w| {
+            let mut a = f.mapping(w)?;
+            let groups = a.field("groups", w, |f, w| f.string_list(w));
+            a.finish(w);
+            groups
+        })
+        .unwrap_or_else(|| vec!["airlock-admins".to_owned()]);
+    let audit = m
+        .field("audit", w, |f, w| {
+            let mut a = f.mapping(w)?;
+            let on_store_failure =
+                a.field("on_store_failure", w, |f, w| match f.string(w)?.as_str() {
+                    "fail_closed" => Some(OnStoreFailure::FailClosed),
+                    "fail_open" => Some(OnStoreFailure::FailOpen),
+                    other => {
+                        w.error(
+                            f.span(),
+                            f.path(),
+                            format!("`{other}` is not one of: fail_closed, fail_open"),
+                        );
+                        None
+                    }
+                });
+            a.finish(w);
+            Some(AuditConfig {
+                on_store_failure: on_store_failure.unwrap_or(OnStoreFailure::FailClosed),
+            })
+        })
+        .unwrap_or(AuditConfig { on_store_failure: OnStoreFailure::FailClosed });
+    let limits = m
+        .field("limits", w, |f, w| {
+            let mut l = f.mapping(w)?;
+            let r = read_limits(&mut l, w);
+            l.finish(w);
+            Some(r)
+        })
+        .unwrap_or_else(|| with_empty_map(w, read_limits));
+    if listen == admin_listen && listen.port() != 0 {
+        w.error(
+            m.span(),
+            "admin_listen",
+            "must differ from `listen`: the admin plane has its own listener",
+        );
+    }
+    Config {
+        listen,
+        admin_listen,
+        upstream,
+        store,
+        redis,
+        policy,
+        session,
+        oidc,
+        admin_groups,
+        audit,
+        limits,
+    }
+}
+
+fn addr(f: Field<'_>, w: &mut Walker) -> Option<SocketAddr> {
+    let s = f.string(w)?;
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            w.error(f.span(), f.path(), format!("`{s}` is not an address like 127.0.0.1:8080"));
+            None
+        }
+    }
+}
+
+fn read_upstream(m: &mut Map<'_>, w: &mut Walker) -> UpstreamConfig {
+    let url = m.field("url", w, |f, w| {
+        let s = f.non_empty_string(w)?;
+        match validate_upstream_url(&s) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                w.error(f.span(), f.path(), e);
+                None
+            }
+        }
+    });
+    let env = m.field("api_key_env", w, |f, w| f.non_empty_string(w));
+    let file = m.field("api_key_file", w, |f, w| f.non_empty_string(w).map(PathBuf::from));
+    let api_key = match (env, file) {
+        (Some(_), Some(_)) => {
+            w.error(
+                m.span(),
+                &format!("{}.api_key_file", m.path()),
+                "give either api_key_env or api_key_file, not both",
+            );
+            ApiKeySource::Env("ANTHROPIC_API_KEY".to_owned())
+        }
+        (_, Some(path)) => ApiKeySource::File(path),
+        (Some(var), None) => ApiKeySource::Env(var),
+        (None, None) => ApiKeySource::Env("ANTHROPIC_API_KEY".to_owned()),
+    };
+    UpstreamConfig {
+        url: url.unwrap_or_else(|| http::Uri::from_static("https://api.anthropic.com")),
+        api_key,
+        connect_timeout: m
+            .field("connect_timeout", w, |f, w| f.duration_in(w, 10 * MS, 120 * SECOND))
+            .unwrap_or(10 * SECOND),
+        header_timeout: m
+            .field("header_timeout", w, |f, w| f.duration_in(w, 10 * MS, 3600 * SECOND))
+            .unwrap_or(600 * SECOND),
+        idle_timeout: m
+            .field("idle_timeout", w, |f, w| f.duration_in(w, 10 * MS, 3600 * SECOND))
+            .unwrap_or(300 * SECOND),
+        max_connect_attempts: m
+            .field("max_connect_attempts", w, |f, w| f.u64_in(w, 1, 5))
+            .map(|n| n as u32)
+            .unwrap_or(2),
+    }
+}
+
+/// The upstream URL: http or https, an authority, an optional base path, nothing else.
+pub(crate) fn validate_upstream_url(s: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = s.parse().map_err(|_| format!("`{s}` is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("`{s}` must start with http:// or https://")),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(format!("`{s}` has no host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(
+            "credentials in the upstream URL are not allowed; use api_key_env or api_key_file"
+                .to_owned(),
+        );
+    }
+    if uri.query().is_some() {
+        return Err(format!("`{s}` must not have a query string"));
+    }
+    Ok(uri)
+}
+
+fn store_url(f: Field<'_>, w: &mut Walker) -> Option<StoreUrl> {
+    let s = f.non_empty_string(w)?;
+    if let Some(path) = s.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            w.error(
+                f.span(),
+                f.path(),
+                "sqlite:// needs a file path, e.g. sqlite://airlock-data/airlock.db",
+            );
+            return None;
+        }
+        return Some(StoreUrl::Sqlite(PathBuf::from(path)));
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        return Some(StoreUrl::Postgres(s));
+    }
+    w.error(f.span(), f.path(), "expected sqlite://PATH or postgres://...");
+    None
+}
+
+fn read_session(m: &mut Map<'_>, w: &mut Walker) -> SessionConfig {
+    let signing_key_file = m
+        .field("signing_key_file", w, |f, w| f.non_empty_string(w).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("airlock-data/session.key"));
+    let max_ttl = m.field("max_ttl", w, |f, w| f.duration_in(w, SECOND, 24 * HOUR)).unwrap_or(HOUR);
+    let ttl = m
+        .field("ttl", w, |f, w| {
+            let ttl = f.duration_in(w, SECOND, 24 * HOUR)?;
+            if ttl > max_ttl {
+                w.error(f.span(), f.path(), "must not exceed max_ttl");
+            }
+            Some(ttl)
+        })
+        .unwrap_or(15 * 60 * SECOND)
+        .min(max_ttl);
+    SessionConfig { signing_key_file, ttl, max_ttl }
+}
+
+fn read_oidc(f: Field<'_>, w: &mut Walker) -> Option<OidcIssuer> {
+    let mut m = f.mapping(w)?;
+    let issuer = m.field("issuer", w, |f, w| {
+        let s = f.non_empty_string(w)?;
+        if !s.starts_with("https://")
+            && !s.starts_with("http://127.0.0.1")
+            && !s.starts_with("http://localhost")
+        {
+            w.error(f.span(), f.path(), "an issuer must be https:// (plain http only on loopback)");
+            return None;
+        }
+        Some(s)
+    });
+    let audience = m.field("audience", w, |f, w| f.non_empty_string(w));
+    let groups_claim = m
+        .field("groups_claim", w, |f, w| f.non_empty_string(w))
+        .unwrap_or_else(|| "groups".to_owned());
+    let accept_direct = m.field("accept_direct", w, |f, w| f.bool(w)).unwrap_or(false);
+    if issuer.is_none() || audience.is_none() {
+        for (key, present) in [("issuer", issuer.is_some()), ("audience", audience.is_some())] {
+            if !present && m.span().start().is_some() {
+                w.error(m.span(), &format!("{}.{key}", m.path()), "is required");
+            }
+        }
+    }
+    m.finish(w);
+    Some(OidcIssuer { issuer: issuer?, audience: audience?, groups_claim, accept_direct })
+}
+
+fn read_limits(m: &mut Map<'_>, w: &mut Walker) -> Limits {
+    const MIB: u64 = 1 << 20;
+    Limits {
+        max_body_bytes: m
+            .field("max_body_bytes", w, |f, w| f.bytes_in(w, 1024, 256 * MIB))
+            .unwrap_or(32 * MIB),
+        max_sse_event_bytes: m
+            .field("max_sse_event_bytes", w, |f, w| f.bytes_in(w, 1024, 64 * MIB))
+            .unwrap_or(4 * MIB),
+        max_response_bytes: m
+            .field("max_response_bytes", w, |f, w| f.bytes_in(w, 1024, 256 * MIB))
+            .unwrap_or(64 * MIB),
+        max_connections: m
+            .field("max_connections", w, |f, w| f.u64_in(w, 1, 1_000_000))
+            .unwrap_or(4096),
+        max_headers: m.field("max_headers", w, |f, w| f.u64_in(w, 8, 1000)).unwrap_or(100),
+        header_read_timeout: m
+            .field("header_read_timeout", w, |f, w| f.duration_in(w, 10 * MS, 300 * SECOND))
+            .unwrap_or(10 * SECOND),
+        body_read_timeout: m
+            .field("body_read_timeout", w, |f, w| f.duration_in(w, 10 * MS, 300 * SECOND))
+            .unwrap_or(30 * SECOND),
+        shutdown_grace: m
+            .field("shutdown_grace", w, |f, w| f.duration_in(w, 0 * SECOND, 3600 * SECOND))
+            .unwrap_or(30 * SECOND),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match crate::parse("airlock.yaml", text) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}:{} {}: {}", e.line, e.column, e.path, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = crate::parse("x", "").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(c.upstream.url.to_string(), "https://api.anthropic.com/");
+        assert_eq!(c.upstream.api_key, ApiKeySource::Env("ANTHROPIC_API_KEY".into()));
+        assert_eq!(c.store, StoreUrl::Sqlite("airlock-data/airlock.db".into()));
+        assert_eq!(c.session.ttl, Duration::from_secs(900));
+        assert_eq!(c.session.max_ttl, Duration::from_secs(3600));
+        assert_eq!(c.limits.max_body_bytes, 32 << 20);
+        assert_eq!(c.audit.on_store_failure, OnStoreFailure::FailClosed);
+        assert!(c.policy.is_none() && c.redis.is_none() && c.oidc.is_empty());
+    }
+
+    #[test]
+    fn the_product_sketch_parses() {
+        let text = r#"
+listen: 127.0.0.1:8080
+admin_listen: 127.0.0.1:8081
+upstream:
+  url: https://api.anthropic.com
+  api_key_env: ANTHROPIC_API_KEY          # or api_key_file: /run/secrets/anthropic
+store: sqlite://airlock-data/airlock.db   # or postgres://user@host/db (several instances)
+redis: null                               # redis://127.0.0.1:6379 for limits shared by instances
+policy: policy.yaml                       # absent: the bundled example policy
+identity:
+  session:
+    signing_key_file: airlock-data/session.key   # created on first start if absent
+    ttl: 15m
+    max_ttl: 1h
+  oidc:                                   # any number of trusted issuers
+    - issuer: https://login.example.com
+      audience: airlock
+      groups_claim: groups
+      accept_direct: false                # true: IdP JWTs accepted on the data plane too
+admin:
+  groups: [airlock-admins]
+audit:
+  on_store_failure: fail_closed           # or fail_open
+"#;
+        let c = crate::parse("x", text).unwrap();
+        assert_eq!(c.policy, Some(PathBuf::from("policy.yaml")));
+        assert_eq!(c.oidc.len(), 1);
+        assert_eq!(c.oidc[0].audience, "airlock");
+        assert_eq!(c.admin_groups, vec!["airlock-admins"]);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_location() {
+        let text = "listen: nope\nupstream:\n  url: ftp://x\n  colour: blue\nidentity:\n  session:\n    ttl: 2h\n    max_ttl: 1h\nlimits:\n  max_body_bytes: 12\nstore: mysql://x\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "1:9 listen: `nope` is not an address like 127.0.0.1:8080",
+                "3:8 upstream.url: `ftp://x` must start with http:// or https://",
+                "4:3 upstream.colour: unknown key; expected one of: url, api_key_env, api_key_file, connect_timeout, header_timeout, idle_timeout, max_connect_attempts",
+                "7:10 identity.session.ttl: must not exceed max_ttl",
+                "10:19 limits.max_body_bytes: 12 bytes is out of range (1024 to 268435456)",
+                "11:8 store: expected sqlite://PATH or postgres://...",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_duplicates() {
+        assert_eq!(errors("listen: [\n").len(), 1);
+        let dup = errors("listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n");
+        assert_eq!(dup.len(), 1);
+        assert!(dup[0].starts_with("2:1"), "{dup:?}");
+        assert_eq!(errors("- a\n- b\n").len(), 1);
+    }
+
+    #[test]
+    fn upstream_urls() {
+        assert!(validate_upstream_url("http://127.0.0.1:9000").is_ok());
+        assert!(validate_upstream_url("https://gw.example.com/anthropic").is_ok());
+        assert!(validate_upstream_url("https://user:pw@host").is_err());
+        assert!(validate_upstream_url("https://host/?x=1").is_err());
+        assert!(validate_upstream_url("/relative").is_err());
+    }
+
+    #[test]
+    fn api_key_sources() {
+        let c = crate::parse("x", "upstream:\n  api_key_file: /run/secrets/k\n").unwrap();
+        assert_eq!(c.upstream.api_key, ApiKeySource::File("/run/secrets/k".into()));
+        assert_eq!(errors("upstream:\n  api_key_file: /a\n  api_key_env: B\n").len(), 1);
+    }
+}
