@@ -1,1 +1,302 @@
-fn main() {}
+//! The `airlock` binary: argument parsing and wiring, nothing else. Every behaviour lives in
+//! the library crates; this file reads the environment (here and nowhere else), loads the
+//! configuration, and starts what the command asks for.
+
+use airlock_authn::SessionKeys;
+use airlock_config::{ApiKeySource, Config, Secret};
+use airlock_proxy::{Gateway, LogSink};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "A policy-as-code, identity-aware gateway for LLM agent traffic"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (data plane and admin plane).
+    Serve {
+        /// Configuration file. Default: ./airlock.yaml if present, else built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the Anthropic-compatible mock upstream.
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// Require this x-api-key on every request (401 otherwise).
+        #[arg(long)]
+        expect_key: Option<String>,
+        /// Directory of recorded streams for `x-mock: scenario=fixture; fixture=PATH`.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
+    /// Gateway + mock upstream + a fresh token, with instructions for curl, the SDKs and Claude Code.
+    Demo {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `mock` (default, no API key needed) or `anthropic` (needs ANTHROPIC_API_KEY).
+        #[arg(long, default_value = "mock")]
+        upstream: String,
+    },
+    /// Session tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Sign a session token with the gateway's key (operators and service identities).
+    Mint {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated group names.
+        #[arg(long, default_value = "", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime (e.g. 10m); at most identity.session.max_ttl. Default: identity.session.ttl.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config } => serve(load_config(config.as_deref())?).await,
+            Command::MockUpstream { listen, expect_key, fixtures } => {
+                mock_upstream(listen, expect_key, fixtures).await
+            }
+            Command::Demo { config, upstream } => {
+                demo(load_config(config.as_deref())?, &upstream).await
+            }
+            Command::Token { command: TokenCommand::Mint { config, sub, groups, ttl } } => {
+                let config = load_config(config.as_deref())?;
+                let token = mint(&config, &sub, &groups, ttl.as_deref())?;
+                println!("{token}");
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Logs are JSON lines on stderr (`AIRLOCK_LOG_FORMAT=text` for humans); level from
+/// `AIRLOCK_LOG` (default `info`). They never contain prompt text, tokens or keys.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("AIRLOCK_LOG_FORMAT").as_deref() == Ok("text") {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let (name, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None if Path::new("airlock.yaml").exists() => {
+            ("airlock.yaml".to_owned(), std::fs::read_to_string("airlock.yaml")?)
+        }
+        None => ("(built-in defaults)".to_owned(), String::new()),
+    };
+    airlock_config::parse(&name, &text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn read_api_key(source: &ApiKeySource) -> anyhow::Result<Option<Secret>> {
+    let value = match source {
+        ApiKeySource::Env(var) => std::env::var(var).ok(),
+        ApiKeySource::File(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read upstream.api_key_file {}", path.display()))?,
+        ),
+    };
+    Ok(value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(Secret::new))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn mint(
+    config: &Config,
+    sub: &str,
+    groups: &[String],
+    ttl: Option<&str>,
+) -> anyhow::Result<String> {
+    let ttl = match ttl {
+        Some(t) => airlock_config::parse_duration(t).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?,
+        None => config.session.ttl,
+    };
+    if ttl > config.session.max_ttl {
+        bail!(
+            "--ttl exceeds identity.session.max_ttl ({})",
+            airlock_config::format_duration(config.session.max_ttl)
+        );
+    }
+    let keys = SessionKeys::load_or_create(&config.session.signing_key_file)?;
+    let groups: Vec<String> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
+    Ok(keys.mint(sub, &groups, ttl.as_secs(), now())?)
+}
+
+/// A random key for the embedded mock: the gateway holds it, the mock demands it.
+fn random_key() -> anyhow::Result<String> {
+    Ok(format!(
+        "mock-upstream-key-{}",
+        airlock_authn::random_hex(24).context("no system randomness")?
+    ))
+}
+
+async fn start_mock(key: &str) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = airlock_mock::MockState::new(Some(key.to_owned()), None);
+    tokio::spawn(airlock_mock::serve(listener, state, std::future::pending()));
+    Ok(addr)
+}
+
+/// Resolve the upstream: the configured one with its key, or the embedded mock when no key
+/// is set and no upstream was configured.
+async fn resolve_upstream(config: &mut Config, force_mock: bool) -> anyhow::Result<Secret> {
+    let key = read_api_key(&config.upstream.api_key)?;
+    match key {
+        Some(key) if !force_mock => Ok(key),
+        None if !force_mock && !config.upstream.url_is_default => {
+            bail!(
+                "no upstream API key: set {:?} (upstream.api_key_env / api_key_file)",
+                config.upstream.api_key
+            )
+        }
+        _ => {
+            let key = random_key()?;
+            let addr = start_mock(&key).await?;
+            config.upstream.url = format!("http://{addr}").parse()?;
+            tracing::warn!(mock = %addr, "no upstream API key set: forwarding to the embedded mock upstream");
+            Ok(Secret::new(key))
+        }
+    }
+}
+
+async fn start_gateway(
+    config: &Config,
+    key: Secret,
+) -> anyhow::Result<(Arc<Gateway>, TcpListener, TcpListener)> {
+    let keys = Arc::new(SessionKeys::load_or_create(&config.session.signing_key_file)?);
+    let gateway =
+        Gateway::new(config, keys, key, airlock_proxy::system_clock(), Arc::new(LogSink))?;
+    let data = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+    tracing::info!(listen = %data.local_addr()?, admin = %admin.local_addr()?, upstream = %config.upstream.url, "airlock started");
+    Ok((Arc::new(gateway), data, admin))
+}
+
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let key = resolve_upstream(&mut config, false).await?;
+    let (gateway, data, admin) = start_gateway(&config, key).await?;
+    airlock_proxy::run(gateway, data, admin, shutdown_signal()).await;
+    tracing::info!("airlock stopped");
+    Ok(())
+}
+
+async fn demo(mut config: Config, upstream: &str) -> anyhow::Result<()> {
+    let key = match upstream {
+        "mock" => resolve_upstream(&mut config, true).await?,
+        "anthropic" => read_api_key(&config.upstream.api_key)?.context(
+            "--upstream anthropic needs ANTHROPIC_API_KEY (or upstream.api_key_env/api_key_file)",
+        )?,
+        other => bail!("--upstream must be `mock` or `anthropic`, not `{other}`"),
+    };
+    let (gateway, data, admin) = start_gateway(&config, key).await?;
+    let addr = data.local_addr()?;
+    let ttl = config.session.ttl.min(config.session.max_ttl);
+    let token = gateway.keys.mint("demo-user", &["developers".to_owned()], ttl.as_secs(), now())?;
+    println!(
+        r#"
+Airlock demo is running ({upstream} upstream). A session token for `demo-user` (group `developers`),
+valid for {ttl}:
+
+  export ANTHROPIC_BASE_URL=http://{addr}
+  export ANTHROPIC_AUTH_TOKEN={token}
+
+curl:
+  curl -s $ANTHROPIC_BASE_URL/v1/messages -H "x-api-key: $ANTHROPIC_AUTH_TOKEN" \
+    -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' \
+    -d '{{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{{"role":"user","content":"Hello"}}]}}'
+
+Python SDK:
+  python -c 'import anthropic; print(anthropic.Anthropic(api_key="'$ANTHROPIC_AUTH_TOKEN'").messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=[{{"role":"user","content":"Hello"}}]).content[0].text)'
+
+Claude Code:
+  CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 claude -p "Hello"
+
+Ctrl-C to stop.
+"#,
+        ttl = airlock_config::format_duration(ttl),
+    );
+    airlock_proxy::run(gateway, data, admin, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn mock_upstream(
+    listen: SocketAddr,
+    expect_key: Option<String>,
+    fixtures: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let listener =
+        TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(listen = %listener.local_addr()?, "mock upstream started");
+    let state = airlock_mock::MockState::new(expect_key, fixtures);
+    airlock_mock::serve(listener, state, shutdown_signal()).await;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received; draining");
+}

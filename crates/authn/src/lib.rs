@@ -17,6 +17,13 @@ mod token;
 pub use keys::{KeyError, SessionKeys};
 pub use token::{Claims, SESSION_AUDIENCE, SESSION_ISSUER, SESSION_TYP, TokenError};
 
+/// `n` random bytes from the system source, hex-encoded (ids, throwaway keys).
+pub fn random_hex(n: usize) -> Option<String> {
+    let mut buf = vec![0u8; n];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf).ok()?;
+    Some(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The caller, as proved by a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

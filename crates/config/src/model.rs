@@ -29,6 +29,9 @@ pub struct Config {
 pub struct UpstreamConfig {
     /// Scheme, authority and an optional base path (no query); `/v1/...` is appended.
     pub url: http::Uri,
+    /// True when `upstream.url` was not given: with no API key either, `airlock serve` runs
+    /// against the embedded mock instead of failing.
+    pub url_is_default: bool,
     pub api_key: ApiKeySource,
     pub connect_timeout: Duration,
     /// Time allowed for the upstream to send response headers.
@@ -251,6 +254,7 @@ fn read_upstream(m: &mut Map<'_>, w: &mut Walker) -> UpstreamConfig {
         (None, None) => ApiKeySource::Env("ANTHROPIC_API_KEY".to_owned()),
     };
     UpstreamConfig {
+        url_is_default: url.is_none(),
         url: url.unwrap_or_else(|| http::Uri::from_static("https://api.anthropic.com")),
         api_key,
         connect_timeout: m

@@ -1,1 +1,155 @@
-//! placeholder
+//! The Airlock data plane and admin plane: the transport edge ([`edge`]), the request path
+//! ([`pipeline`]), the upstream client ([`upstream`]), response relaying ([`body`]), header
+//! hygiene ([`headers`]), and the single mapping from outcomes to HTTP errors ([`reject`]).
+//!
+//! [`run`] takes already-bound listeners and a shutdown future, so tests start the gateway
+//! in-process on `127.0.0.1:0`.
+
+pub mod admin;
+pub mod body;
+pub mod edge;
+pub mod headers;
+pub mod pipeline;
+pub mod record;
+pub mod reject;
+pub mod route;
+pub mod upstream;
+
+use airlock_authn::SessionKeys;
+use airlock_config::{Config, Limits, Secret};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use record::{LogSink, Outcome, RecordData, RecordSink};
+pub use upstream::{Upstream, UpstreamSetupError};
+
+/// Unix seconds; injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+/// Request ids: a random per-process prefix and a counter; unique across instances and cheap.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        let mut seed = [0u8; 6];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed);
+        RequestIds {
+            prefix: seed.iter().map(|b| format!("{b:02x}")).collect(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next(&self) -> String {
+        format!("req_airlock_{}{:010}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
+/// Everything the data plane needs, built once at start.
+pub struct Gateway {
+    pub keys: Arc<SessionKeys>,
+    pub upstream: Upstream,
+    pub limits: Limits,
+    pub session_max_ttl: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub clock: Clock,
+    pub sink: Arc<dyn RecordSink>,
+    pub request_ids: RequestIds,
+    upstream_key: Secret,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("upstream", &self.upstream).finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        config: &Config,
+        keys: Arc<SessionKeys>,
+        upstream_key: Secret,
+        clock: Clock,
+        sink: Arc<dyn RecordSink>,
+    ) -> Result<Gateway, UpstreamSetupError> {
+        Ok(Gateway {
+            keys,
+            upstream: Upstream::new(&config.upstream, upstream_key.clone())?,
+            limits: config.limits.clone(),
+            session_max_ttl: config.session.max_ttl,
+            upstream_idle_timeout: config.upstream.idle_timeout,
+            clock,
+            sink,
+            request_ids: RequestIds::new(),
+            upstream_key,
+        })
+    }
+
+    pub(crate) fn upstream_key_bytes(&self) -> &[u8] {
+        self.upstream_key.expose().as_bytes()
+    }
+}
+
+impl edge::Handler for Gateway {
+    async fn call(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> Response<body::ProxyBody> {
+        pipeline::handle(&self, req).await
+    }
+}
+
+/// Run both planes until `shutdown` resolves; returns when both have drained.
+pub async fn run(
+    gateway: Arc<Gateway>,
+    data: tokio::net::TcpListener,
+    admin: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let limits = gateway.limits.clone();
+    let admin_state = Arc::new(admin::Admin::default());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_task = {
+        let limits = limits.clone();
+        let admin_state = admin_state.clone();
+        let rx = rx.clone();
+        tokio::spawn(async move { edge::serve(admin, admin_state, &limits, stop(rx)).await })
+    };
+    admin_state.ready.store(true, Ordering::Release);
+    let ready = admin_state.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        // Not ready as soon as shutdown starts, so load balancers stop sending new work.
+        ready.ready.store(false, Ordering::Release);
+        let _ = tx.send(true);
+    });
+    edge::serve(data, gateway, &limits, stop(rx)).await;
+    let _ = admin_task.await;
+}

@@ -1,0 +1,176 @@
+//! Response bodies: a full (buffered, bounded) body, or a live SSE relay.
+//!
+//! The relay decodes upstream SSE event by event and re-encodes each event as soon as its
+//! frame is complete; events completed by one upstream chunk go out together in one frame,
+//! nothing is held longer. (Masking, in a later stage, plugs in between decode and encode.)
+//!
+//! Invariant: a stream that fails after it started ends with an SSE `error` event, never with
+//! a `message_stop` the upstream did not send.
+//! Invariant: dropping the relay (client gone) drops the upstream body, which closes the
+//! upstream connection: the upstream call is cancelled, and the record says `client_aborted`.
+
+use crate::record::{Outcome, RequestRecord};
+use airlock_wire::{Decoder, ErrorType};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+pub type ProxyBody = UnsyncBoxBody<Bytes, Infallible>;
+
+pub fn full(bytes: Bytes) -> ProxyBody {
+    http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Relays an upstream SSE body to the client event by event.
+pub struct SseRelay {
+    upstream: hyper::body::Incoming,
+    decoder: Decoder,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    record: Option<RequestRecord>,
+    /// `message_stop` or `error` seen: the stream ended the way the protocol ends it.
+    terminal_seen: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for SseRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseRelay").field("done", &self.done).finish_non_exhaustive()
+    }
+}
+
+impl SseRelay {
+    pub fn new(
+        upstream: hyper::body::Incoming,
+        max_event_bytes: usize,
+        idle_timeout: Duration,
+        record: RequestRecord,
+    ) -> SseRelay {
+        SseRelay {
+            upstream,
+            decoder: Decoder::new(max_event_bytes),
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            record: Some(record),
+            terminal_seen: false,
+            done: false,
+        }
+    }
+
+    /// End the stream with an SSE `error` event (unless the upstream already sent its own).
+    fn fail(&mut self, kind: ErrorType, message: &str, reason: &'static str) -> Option<Bytes> {
+        self.done = true;
+        let request_id = match &mut self.record {
+            Some(r) => {
+                r.finish(Outcome::StreamFailed, reason);
+                r.data.request_id.clone()
+            }
+            None => String::new(),
+        };
+        tracing::warn!(target: "airlock::relay", request_id = %request_id, reason, "stream failed");
+        Some(airlock_wire::sse_error_event(kind, message, &request_id))
+    }
+
+    fn on_chunk(&mut self, chunk: &[u8]) -> Option<Bytes> {
+        let events = match self.decoder.push(chunk) {
+            Ok(events) => events,
+            Err(e) => {
+                return self.fail(
+                    ErrorType::Api,
+                    &format!("upstream sent an invalid event stream: {e}"),
+                    "upstream_bad_sse",
+                );
+            }
+        };
+        if events.is_empty() {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        for event in &events {
+            let name = event.effective_name();
+            if name == "message_stop" || name == "error" {
+                self.terminal_seen = true;
+            }
+            out.extend_from_slice(&airlock_wire::encode(event));
+        }
+        if let Some(r) = &mut self.record {
+            r.data.events += events.len() as u64;
+            r.mark_first_byte();
+        }
+        Some(out.freeze())
+    }
+
+    fn on_end(&mut self) -> Option<Bytes> {
+        if self.terminal_seen && !self.decoder.has_partial() {
+            self.done = true;
+            if let Some(r) = &mut self.record {
+                r.finish(Outcome::Completed, "completed");
+            }
+            return None;
+        }
+        self.fail(ErrorType::Api, "upstream stream ended unexpectedly", "upstream_truncated")
+    }
+}
+
+impl Body for SseRelay {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                // Deliver the record now rather than when hyper drops the body.
+                this.record.take();
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.idle.as_mut().reset(Instant::now() + this.idle_timeout);
+                    let Ok(data) = frame.into_data() else { continue };
+                    if let Some(out) = this.on_chunk(&data) {
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::debug!(target: "airlock::relay", error = %e, "upstream body error");
+                    let out = this.fail(
+                        ErrorType::Api,
+                        "upstream connection failed mid-stream",
+                        "upstream_reset",
+                    );
+                    return Poll::Ready(out.map(|b| Ok(Frame::data(b))));
+                }
+                Poll::Ready(None) => {
+                    let out = this.on_end();
+                    if let Some(b) = out {
+                        return Poll::Ready(Some(Ok(Frame::data(b))));
+                    }
+                }
+                Poll::Pending => {
+                    ready!(this.idle.as_mut().poll(cx));
+                    let out =
+                        this.fail(ErrorType::Timeout, "upstream stream stalled", "upstream_idle");
+                    return Poll::Ready(out.map(|b| Ok(Frame::data(b))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.record.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}

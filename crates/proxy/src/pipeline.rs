@@ -1,0 +1,336 @@
+//! The data plane's request path, top to bottom. [`handle`] lists every stage in order; each
+//! stage is a plain function that returns a value or a [`Rejection`].
+//!
+//! ```text
+//! route ─► authenticate ─► read body (bounded) ─► parse ─► [policy, redaction: later stages]
+//!       ─► forward upstream ─► relay response (JSON buffered+bounded, SSE event by event)
+//! every path: exactly one RequestRecord, delivered when the request ends
+//! ```
+
+use crate::Gateway;
+use crate::body::{ProxyBody, SseRelay, full};
+use crate::record::{Outcome, RequestRecord};
+use crate::reject::Rejection;
+use crate::route::{Route, route};
+use airlock_authn::{Identity, TokenError};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::time::Duration;
+
+pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
+    let request_id = gw.request_ids.next();
+    let mut record = RequestRecord::start(request_id.clone(), req.method(), gw.sink.clone());
+    let response = match run(gw, req, &mut record).await {
+        Ok(Relay::Full(response)) => {
+            record.finish(Outcome::Completed, "completed");
+            response
+        }
+        Ok(Relay::Stream(parts)) => {
+            // The record travels with the stream and is delivered when it ends.
+            record.data.status = Some(parts.status.as_u16());
+            let relay = SseRelay::new(
+                parts.body,
+                gw.limits.max_sse_event_bytes as usize,
+                gw.upstream_idle_timeout,
+                record,
+            );
+            let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(relay));
+            *response.status_mut() = parts.status;
+            *response.headers_mut() = parts.headers;
+            add_request_id(response.headers_mut(), &request_id);
+            return response;
+        }
+        Err(rejection) => {
+            record.finish(Outcome::Rejected, rejection.reason);
+            if rejection.fault != crate::reject::Fault::Client {
+                tracing::warn!(target: "airlock::request", request_id = %request_id, reason = rejection.reason, "request failed");
+            }
+            rejection.into_response(&request_id)
+        }
+    };
+    record.data.status = Some(response.status().as_u16());
+    let mut response = response;
+    add_request_id(response.headers_mut(), &request_id);
+    response
+}
+
+fn add_request_id(headers: &mut HeaderMap, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-airlock-request-id", v);
+    }
+}
+
+enum Relay {
+    Full(Response<ProxyBody>),
+    Stream(StreamParts),
+}
+
+struct StreamParts {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Incoming,
+}
+
+async fn run(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    record: &mut RequestRecord,
+) -> Result<Relay, Rejection> {
+    let (parts, body) = req.into_parts();
+
+    // Route first: unknown paths are answered without touching credentials or the body.
+    let route = route(&parts.method, parts.uri.path())?;
+    record.data.route = route.name();
+
+    // Authenticate before reading the body, so anonymous callers cannot make us buffer.
+    let identity = authenticate(gw, &parts.headers)?;
+    record.data.subject = Some(identity.subject().to_owned());
+    record.data.token_id = Some(identity.token_id().to_owned());
+
+    // Read the body within the size and time bounds, then parse it. GET routes carry none.
+    let body = if route.has_body() {
+        check_content_type(&parts.headers)?;
+        let bytes =
+            read_body(body, &parts.headers, gw.limits.max_body_bytes, gw.limits.body_read_timeout)
+                .await?;
+        let request = airlock_wire::inspect_messages(&bytes)
+            .map_err(|e| Rejection::bad_request(e.to_string(), "invalid_json"))?;
+        record.data.model = request.model.clone();
+        record.data.stream = request.stream && route == Route::Messages;
+        // Policy evaluation and request redaction plug in here (issues 4 and 11). Until then
+        // the client's exact bytes are forwarded, so nothing about the body changes.
+        bytes
+    } else {
+        Bytes::new()
+    };
+
+    // Forward with the gateway's credential; the client's token never leaves.
+    let (response, attempts) =
+        gw.upstream.send(parts.method, &route, parts.uri.query(), &parts.headers, body).await?;
+    record.data.upstream_attempts = attempts;
+    record.data.upstream_status = Some(response.status().as_u16());
+    record.data.upstream_request_id =
+        response.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+
+    relay(gw, response, record).await
+}
+
+fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Identity, Rejection> {
+    let api_key = headers.get("x-api-key").map(|v| v.to_str().map(str::trim));
+    let bearer = headers.get(header::AUTHORIZATION).map(|v| {
+        v.to_str().map(|s| {
+            let s = s.trim();
+            match s.split_once(' ') {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+                _ => "",
+            }
+        })
+    });
+    let token = match (api_key, bearer) {
+        (None, None) => {
+            return Err(Rejection::unauthenticated(
+                "missing credentials: send an Airlock session token as x-api-key or Authorization: Bearer",
+            ));
+        }
+        (Some(Err(_)), _) | (_, Some(Err(_))) | (_, Some(Ok(""))) => {
+            return Err(Rejection::unauthenticated("malformed credentials header"));
+        }
+        // Claude Code's apiKeyHelper sends the same token in both headers; anything else is
+        // ambiguous and refused.
+        (Some(Ok(a)), Some(Ok(b))) if a != b => {
+            return Err(Rejection::unauthenticated(
+                "x-api-key and Authorization carry different credentials",
+            ));
+        }
+        (Some(Ok(t)), _) | (None, Some(Ok(t))) => t,
+    };
+    let now = (gw.clock)();
+    gw.keys.verify(token, now, gw.session_max_ttl.as_secs()).map_err(|e| {
+        Rejection::unauthenticated(match e {
+            TokenError::Expired => "session token expired: get a fresh one with `airlock token`",
+            TokenError::NotYetValid => "session token is not valid yet: check the clocks",
+            _ => "invalid credentials: this gateway accepts only Airlock session tokens",
+        })
+    })
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::bad_request("content-type must be application/json", "bad_content_type"))
+    }
+}
+
+/// Read a body of at most `limit` bytes, with at most `idle` between chunks. A declared
+/// Content-Length over the limit is refused before any byte is read.
+async fn read_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes, Rejection> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(Rejection::too_large(limit));
+        }
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Rejection::bad_request(
+                    "request body was not received in time",
+                    "body_timeout",
+                )
+                .with_status(StatusCode::REQUEST_TIMEOUT));
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => {
+                return Err(Rejection::bad_request(
+                    "request body could not be read",
+                    "body_read_error",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > limit {
+                return Err(Rejection::too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+}
+
+async fn relay(
+    gw: &Gateway,
+    response: Response<Incoming>,
+    record: &mut RequestRecord,
+) -> Result<Relay, Rejection> {
+    let (parts, body) = response.into_parts();
+    if parts.status.is_redirection() {
+        // Never followed and never passed on: a redirect could lead the client elsewhere.
+        return Err(Rejection::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream answered with a redirect",
+            "upstream_redirect",
+        ));
+    }
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        // We asked for identity; a body we cannot read is a body we cannot inspect: fail closed.
+        return Err(Rejection::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream sent an encoded body",
+            "upstream_encoded",
+        ));
+    }
+    let headers = crate::headers::client_response_headers(&parts.headers);
+    let is_sse = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+    if is_sse && parts.status.is_success() {
+        return Ok(Relay::Stream(StreamParts { status: parts.status, headers, body }));
+    }
+    let bytes =
+        read_upstream_body(body, gw.limits.max_response_bytes, gw.upstream_idle_timeout).await?;
+    record.mark_first_byte();
+    let bytes =
+        if parts.status.is_success() { bytes } else { scrub_key(bytes, gw.upstream_key_bytes()) };
+    let mut out = Response::new(full(bytes));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = headers;
+    Ok(Relay::Full(out))
+}
+
+async fn read_upstream_body(
+    mut body: Incoming,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes, Rejection> {
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Rejection::upstream(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream response stalled",
+                    "upstream_idle",
+                ));
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => {
+                return Err(Rejection::upstream(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream response was cut off",
+                    "upstream_reset",
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() as u64 + data.len() as u64 > limit {
+                        return Err(Rejection::upstream(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream response too large",
+                            "upstream_too_large",
+                        ));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Remove any copy of the upstream key from an upstream error body before the client sees it.
+fn scrub_key(body: Bytes, key: &[u8]) -> Bytes {
+    if key.len() < 8 || !body.windows(key.len()).any(|w| w == key) {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(key) {
+            out.extend_from_slice(b"[REDACTED]");
+            i += key.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubbing() {
+        let key = b"sk-ant-secret-123";
+        let got = scrub_key(
+            Bytes::from_static(b"{\"m\":\"bad key sk-ant-secret-123 x sk-ant-secret-123\"}"),
+            key,
+        );
+        assert_eq!(&got[..], b"{\"m\":\"bad key [REDACTED] x [REDACTED]\"}");
+        let clean = Bytes::from_static(b"nothing here");
+        assert_eq!(scrub_key(clean.clone(), key), clean);
+    }
+}

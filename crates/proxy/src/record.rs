@@ -1,0 +1,150 @@
+//! The per-request record: exactly one per request, whatever happens to it.
+//!
+//! A [`RequestRecord`] is created when a request arrives and delivered to the [`RecordSink`]
+//! when it is dropped. Its outcome starts as `client_aborted`, so a request whose future is
+//! dropped (the client went away) is still recorded; each stage overwrites the outcome as it
+//! learns more. For a stream the record moves into the response body and is delivered when
+//! the stream ends or is abandoned. This is the seam the audit log attaches to.
+//!
+//! Invariant: the record holds no prompt text, token or key; only metadata.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream response was relayed to the end.
+    Completed,
+    /// The gateway answered with an error of its own (auth, validation, upstream failure).
+    Rejected,
+    /// A stream started and then failed (upstream reset, idle timeout, bad SSE).
+    StreamFailed,
+    /// The client went away before the response was complete.
+    ClientAborted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Rejected => "rejected",
+            Outcome::StreamFailed => "stream_failed",
+            Outcome::ClientAborted => "client_aborted",
+        }
+    }
+}
+
+/// What is known about one request.
+#[derive(Debug, Clone)]
+pub struct RecordData {
+    pub request_id: String,
+    pub method: String,
+    pub route: &'static str,
+    pub subject: Option<String>,
+    pub token_id: Option<String>,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub status: Option<u16>,
+    pub outcome: Outcome,
+    pub reason: &'static str,
+    pub upstream_status: Option<u16>,
+    pub upstream_request_id: Option<String>,
+    pub upstream_attempts: u32,
+    pub time_to_first_byte: Option<Duration>,
+    pub duration: Duration,
+    pub events: u64,
+}
+
+/// Where finished records go.
+pub trait RecordSink: Send + Sync + 'static {
+    fn record(&self, record: &RecordData);
+}
+
+/// The default sink: one structured log line per request (no prompt text).
+#[derive(Debug)]
+pub struct LogSink;
+
+impl RecordSink for LogSink {
+    fn record(&self, r: &RecordData) {
+        tracing::info!(
+            target: "airlock::request",
+            request_id = %r.request_id,
+            method = %r.method,
+            route = r.route,
+            subject = r.subject.as_deref().unwrap_or("-"),
+            model = r.model.as_deref().unwrap_or("-"),
+            stream = r.stream,
+            status = r.status.unwrap_or(0),
+            outcome = r.outcome.as_str(),
+            reason = r.reason,
+            upstream_status = r.upstream_status.unwrap_or(0),
+            upstream_request_id = r.upstream_request_id.as_deref().unwrap_or("-"),
+            events = r.events,
+            ttfb_us = r.time_to_first_byte.map(|d| d.as_micros() as u64).unwrap_or(0),
+            duration_us = r.duration.as_micros() as u64,
+            "request"
+        );
+    }
+}
+
+/// The guard. Delivered to the sink exactly once, on drop.
+pub struct RequestRecord {
+    pub data: RecordData,
+    started: Instant,
+    sink: Arc<dyn RecordSink>,
+}
+
+impl std::fmt::Debug for RequestRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.data.fmt(f)
+    }
+}
+
+impl RequestRecord {
+    pub fn start(
+        request_id: String,
+        method: &http::Method,
+        sink: Arc<dyn RecordSink>,
+    ) -> RequestRecord {
+        RequestRecord {
+            data: RecordData {
+                request_id,
+                method: method.as_str().to_owned(),
+                route: "-",
+                subject: None,
+                token_id: None,
+                model: None,
+                stream: false,
+                status: None,
+                outcome: Outcome::ClientAborted,
+                reason: "client_aborted",
+                upstream_status: None,
+                upstream_request_id: None,
+                upstream_attempts: 0,
+                time_to_first_byte: None,
+                duration: Duration::ZERO,
+                events: 0,
+            },
+            started: Instant::now(),
+            sink,
+        }
+    }
+
+    pub fn finish(&mut self, outcome: Outcome, reason: &'static str) {
+        self.data.outcome = outcome;
+        self.data.reason = reason;
+    }
+
+    pub fn mark_first_byte(&mut self) {
+        if self.data.time_to_first_byte.is_none() {
+            self.data.time_to_first_byte = Some(self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        self.data.duration = self.started.elapsed();
+        self.sink.record(&self.data);
+    }
+}
