@@ -133,8 +133,10 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<MockB
         state.changed.notify_waiters();
     }
     if let Some(expected) = &state.expected_key {
-        if parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-            return error(ErrorType::Authentication, 401, "invalid x-api-key");
+        let got = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if got != expected {
+            // Echo what was received, as some real services do: the gateway must scrub it.
+            return error(ErrorType::Authentication, 401, &format!("invalid x-api-key: {got}"));
         }
     }
     let script = parts
@@ -213,6 +215,10 @@ async fn messages(
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = request.get("model").and_then(Value::as_str).unwrap_or("claude-mock").to_owned();
     let scenario = script.scenario().to_owned();
+    if scenario == "hang" {
+        // Never answer: the gateway's time-to-headers limit must fire.
+        std::future::pending::<()>().await;
+    }
     if scenario == "error" {
         let status = script.num("status", 529) as u16;
         let kind = match status {

@@ -1,8 +1,8 @@
 //! How a request tells the mock what to do: a `x-mock` header or a `[[mock ...]]` directive
 //! anywhere in the request's text, both as `key=value` pairs separated by `;`.
 //!
-//! Keys: `scenario` (text | echo | thinking | tool_use | error | drop | stall | huge_event |
-//! fixture), `text`, `chunk` (characters per text delta), `delay_ms` (before each event),
+//! Keys: `scenario` (text | echo | thinking | tool_use | error | hang | drop | stall |
+//! midstream_error | huge_event | fixture), `text`, `chunk` (characters per text delta), `delay_ms` (before each event),
 //! `status` and `retry_after` (scenario=error), `after` (events before drop/stall/mid-stream
 //! error), `fixture` (a path under the mock's fixtures directory).
 

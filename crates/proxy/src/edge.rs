@@ -20,8 +20,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// Largest request head (request line + headers) accepted; more gets 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// hyper's read-buffer cap: a backstop for the head; the pipeline enforces the exact header
+/// limit (`pipeline::MAX_HEADER_BYTES`, 431 in the envelope).
+const MAX_HEAD_BYTES: usize = 128 * 1024;
 
 /// Anything that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {

@@ -80,6 +80,9 @@ async fn run(
 ) -> Result<Relay, Rejection> {
     let (parts, body) = req.into_parts();
 
+    // Bounded headers before anything looks at them.
+    check_header_size(&parts.headers)?;
+
     // Route first: unknown paths are answered without touching credentials or the body.
     let route = route(&parts.method, parts.uri.path())?;
     record.data.route = route.name();
@@ -115,6 +118,21 @@ async fn run(
         response.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
 
     relay(gw, response, record).await
+}
+
+/// Total size of request headers accepted (names and values); more gets 431.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+fn check_header_size(headers: &HeaderMap) -> Result<(), Rejection> {
+    let total: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if total > MAX_HEADER_BYTES {
+        return Err(Rejection::bad_request(
+            format!("request headers exceed {MAX_HEADER_BYTES} bytes"),
+            "headers_too_large",
+        )
+        .with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    }
+    Ok(())
 }
 
 fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Identity, Rejection> {

@@ -1,0 +1,231 @@
+//! Starts the real gateway and the mock upstream in-process on loopback, with a temp dir for
+//! state, and offers a small raw HTTP client. Every test builds its own harness.
+
+use airlock_authn::SessionKeys;
+use airlock_config::Secret;
+use airlock_mock::MockState;
+use airlock_proxy::{Gateway, RecordData, RecordSink};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+
+pub const UPSTREAM_KEY: &str = "sk-ant-test-upstream-key-0123456789";
+
+/// Collects request records so tests can check there is exactly one per request.
+#[derive(Default)]
+pub struct Records {
+    pub list: Mutex<Vec<RecordData>>,
+    pub changed: Notify,
+}
+
+impl RecordSink for Records {
+    fn record(&self, r: &RecordData) {
+        self.list.lock().unwrap().push(r.clone());
+        self.changed.notify_waiters();
+    }
+}
+
+impl Records {
+    pub async fn wait_for(&self, n: usize) -> Vec<RecordData> {
+        guard(async {
+            loop {
+                let notified = self.changed.notified();
+                {
+                    let list = self.list.lock().unwrap();
+                    if list.len() >= n {
+                        return list.clone();
+                    }
+                }
+                notified.await;
+            }
+        })
+        .await
+    }
+}
+
+/// Bound a wait so a broken gateway fails the test instead of hanging it. Not a timing
+/// assertion: the bound is far above any expected duration.
+pub async fn guard<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("test step did not finish within 30s")
+}
+
+pub struct Harness {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub mock_addr: SocketAddr,
+    pub mock: Arc<MockState>,
+    pub keys: Arc<SessionKeys>,
+    pub records: Arc<Records>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub stopped: Option<tokio::task::JoinHandle<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/anthropic")
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with("").await
+    }
+
+    /// `extra` is YAML appended to the generated config (listeners and upstream are set here).
+    pub async fn start_with(extra: &str) -> Harness {
+        let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mock_addr = mock_listener.local_addr().unwrap();
+        let mock = MockState::new(Some(UPSTREAM_KEY.to_owned()), Some(fixtures_dir()));
+        tokio::spawn(airlock_mock::serve(mock_listener, mock.clone(), std::future::pending()));
+        Harness::start_against(&format!("http://{mock_addr}"), mock_addr, mock, extra).await
+    }
+
+    pub async fn start_against(
+        upstream: &str,
+        mock_addr: SocketAddr,
+        mock: Arc<MockState>,
+        extra: &str,
+    ) -> Harness {
+        let has_upstream_section = extra.contains("upstream:");
+        let text = if has_upstream_section {
+            format!("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n{extra}")
+                .replace("UPSTREAM_URL", upstream)
+        } else {
+            format!(
+                "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\n{extra}"
+            )
+        };
+        let config = airlock_config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+        let keys = Arc::new(SessionKeys::generate().unwrap());
+        let records = Arc::new(Records::default());
+        let gateway = Gateway::new(
+            &config,
+            keys.clone(),
+            Secret::new(UPSTREAM_KEY),
+            airlock_proxy::system_clock(),
+            records.clone(),
+        )
+        .unwrap();
+        let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let stopped =
+            tokio::spawn(airlock_proxy::run(Arc::new(gateway), data, admin, async move {
+                let _ = rx.await;
+            }));
+        Harness {
+            addr,
+            admin: admin_addr,
+            mock_addr,
+            mock,
+            keys,
+            records,
+            shutdown: Some(tx),
+            stopped: Some(stopped),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn token(&self) -> String {
+        self.keys.mint("alice", &["eng".to_owned()], 600, now()).unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Send a request; return the response with its body still streaming.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response<Incoming> {
+        let mut req = Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+        guard(self.client.request(req)).await.unwrap()
+    }
+
+    /// Send and read the whole response.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let r = self.send(method, path, headers, body).await;
+        let (parts, body) = r.into_parts();
+        let bytes = guard(body.collect()).await.unwrap().to_bytes();
+        (parts.status, parts.headers, bytes)
+    }
+
+    /// POST /v1/messages with a valid token and the usual headers.
+    pub async fn messages(
+        &self,
+        body: &str,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let token = self.token();
+        let mut headers = vec![
+            ("x-api-key", token.as_str()),
+            ("anthropic-version", "2023-06-01"),
+            ("content-type", "application/json"),
+        ];
+        headers.extend_from_slice(extra);
+        self.call(Method::POST, "/v1/messages", &headers, body).await
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// Assert an Anthropic error envelope with the given type.
+pub fn assert_envelope(bytes: &[u8], kind: &str) {
+    let v = json(bytes);
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(v["request_id"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+}
+
+pub fn decode_events(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut d = airlock_wire::Decoder::new(64 << 20);
+    d.push(bytes).unwrap().into_iter().map(|e| (e.effective_name(), e.data)).collect()
+}
+
+pub const SIMPLE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}"#;
+pub const STREAM: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hello"}]}"#;

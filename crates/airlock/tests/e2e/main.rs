@@ -1,0 +1,11 @@
+//! The one end-to-end test binary: the real gateway and the mock upstream in-process on
+//! loopback, driven by a raw HTTP client and by the real SDK clients.
+
+mod auth;
+mod clients;
+mod faults;
+mod harness;
+mod input;
+mod lifecycle;
+mod proxying;
+mod streaming;
