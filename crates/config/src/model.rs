@@ -385,7 +385,7 @@ fn read_limits(m: &mut Map<'_>, w: &mut Walker) -> Limits {
             .field("body_read_timeout", w, |f, w| f.duration_in(w, 10 * MS, 300 * SECOND))
             .unwrap_or(30 * SECOND),
         shutdown_grace: m
-            .field("shutdown_grace", w, |f, w| f.duration_in(w, 0 * SECOND, 3600 * SECOND))
+            .field("shutdown_grace", w, |f, w| f.duration_in(w, Duration::ZERO, 3600 * SECOND))
             .unwrap_or(30 * SECOND),
     }
 }

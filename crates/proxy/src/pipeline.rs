@@ -195,14 +195,12 @@ async fn read_body(
     limit: u64,
     idle: Duration,
 ) -> Result<Bytes, Rejection> {
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(Rejection::too_large(limit));
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(Rejection::too_large(limit));
     }
     let mut buf = BytesMut::new();
     loop {

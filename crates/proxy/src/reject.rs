@@ -141,10 +141,8 @@ impl Rejection {
         if let Some(v) = self.retry_after {
             headers.insert(header::RETRY_AFTER, v);
         }
-        if let Some(m) = self.allow {
-            if let Ok(v) = HeaderValue::from_str(m.as_str()) {
-                headers.insert(header::ALLOW, v);
-            }
+        if let Some(v) = self.allow.and_then(|m| HeaderValue::from_str(m.as_str()).ok()) {
+            headers.insert(header::ALLOW, v);
         }
         response
     }

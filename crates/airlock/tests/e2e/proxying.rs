@@ -131,6 +131,6 @@ async fn exactly_one_record_per_request() {
         ]
     );
     assert_eq!(records[0].subject.as_deref(), Some("alice"));
-    assert_eq!(records[4].stream, true);
+    assert!(records[4].stream);
     assert!(records[4].events > 5);
 }
