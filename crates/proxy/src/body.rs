@@ -36,6 +36,8 @@ pub struct SseRelay {
     record: Option<RequestRecord>,
     /// `message_stop` or `error` seen: the stream ended the way the protocol ends it.
     terminal_seen: bool,
+    /// The upstream sent its own `error` event: the client already has the failure.
+    upstream_error: bool,
     done: bool,
 }
 
@@ -59,6 +61,7 @@ impl SseRelay {
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             record: Some(record),
             terminal_seen: false,
+            upstream_error: false,
             done: false,
         }
     }
@@ -66,6 +69,12 @@ impl SseRelay {
     /// End the stream with an SSE `error` event (unless the upstream already sent its own).
     fn fail(&mut self, kind: ErrorType, message: &str, reason: &'static str) -> Option<Bytes> {
         self.done = true;
+        if self.upstream_error {
+            if let Some(r) = &mut self.record {
+                r.finish(Outcome::StreamFailed, "upstream_error_event");
+            }
+            return None;
+        }
         let request_id = match &mut self.record {
             Some(r) => {
                 r.finish(Outcome::StreamFailed, reason);
@@ -96,6 +105,7 @@ impl SseRelay {
             let name = event.effective_name();
             if name == "message_stop" || name == "error" {
                 self.terminal_seen = true;
+                self.upstream_error |= name == "error";
             }
             out.extend_from_slice(&airlock_wire::encode(event));
         }
@@ -110,7 +120,10 @@ impl SseRelay {
         if self.terminal_seen && !self.decoder.has_partial() {
             self.done = true;
             if let Some(r) = &mut self.record {
-                r.finish(Outcome::Completed, "completed");
+                match self.upstream_error {
+                    true => r.finish(Outcome::StreamFailed, "upstream_error_event"),
+                    false => r.finish(Outcome::Completed, "completed"),
+                }
             }
             return None;
         }

@@ -50,6 +50,8 @@ async fn mid_stream_failures_end_with_an_error_event() {
         assert_failed_stream(&body);
         let events = decode_events(&body);
         assert!(events.len() >= 2, "{script}: {events:?}");
+        let errors = events.iter().filter(|(n, _)| n == "error").count();
+        assert_eq!(errors, 1, "{script}: exactly one error event");
         assert_eq!(events[0].0, "message_start");
     }
     let records = h.records.wait_for(4).await;
@@ -58,7 +60,7 @@ async fn mid_stream_failures_end_with_an_error_event() {
     assert_eq!(
         reasons,
         [
-            ("completed", "completed"),
+            ("stream_failed", "upstream_error_event"),
             ("stream_failed", "upstream_reset"),
             ("stream_failed", "upstream_idle"),
             ("stream_failed", "upstream_bad_sse")
