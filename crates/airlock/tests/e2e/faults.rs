@@ -2,7 +2,6 @@
 
 use crate::harness::*;
 use airlock_mock::MockState;
-use http::Method;
 use http_body_util::BodyExt;
 
 #[tokio::test]
@@ -71,19 +70,7 @@ async fn mid_stream_failures_end_with_an_error_event() {
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_call() {
     let h = Harness::start().await;
-    let token = h.token();
-    let resp = h
-        .send(
-            Method::POST,
-            "/v1/messages",
-            &[
-                ("x-api-key", &token),
-                ("content-type", "application/json"),
-                ("x-mock", "scenario=stall; after=2"),
-            ],
-            STREAM,
-        )
-        .await;
+    let resp = h.open_stream("scenario=stall; after=2").await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     guard(body.frame()).await.unwrap().unwrap();

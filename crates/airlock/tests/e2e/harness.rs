@@ -185,6 +185,17 @@ impl Harness {
         (parts.status, parts.headers, bytes)
     }
 
+    /// Open a scripted streaming request; the body is left for the test to read (or drop).
+    pub async fn open_stream(&self, script: &str) -> Response<Incoming> {
+        let token = self.token();
+        let headers = [
+            ("x-api-key", token.as_str()),
+            ("content-type", "application/json"),
+            ("x-mock", script),
+        ];
+        self.send(Method::POST, "/v1/messages", &headers, STREAM).await
+    }
+
     /// POST /v1/messages with a valid token and the usual headers.
     pub async fn messages(
         &self,

@@ -22,19 +22,7 @@ async fn admin_plane_health_and_readiness() {
 #[tokio::test]
 async fn shutdown_lets_open_streams_finish_and_stops_accepting() {
     let mut h = Harness::start().await;
-    let token = h.token();
-    let resp = h
-        .send(
-            Method::POST,
-            "/v1/messages",
-            &[
-                ("x-api-key", &token),
-                ("content-type", "application/json"),
-                ("x-mock", "scenario=text; chunk=2; delay_ms=20"),
-            ],
-            STREAM,
-        )
-        .await;
+    let resp = h.open_stream("scenario=text; chunk=2; delay_ms=20").await;
     assert_eq!(resp.status(), 200);
     h.shutdown();
     // The stream that was open completes normally, with the upstream's own message_stop.

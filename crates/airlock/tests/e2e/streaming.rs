@@ -1,7 +1,6 @@
 //! SSE relayed event by event, identical to what the upstream sent.
 
 use crate::harness::*;
-use http::Method;
 use http_body_util::BodyExt;
 
 /// Ask the mock directly (no gateway) for the same scripted stream.
@@ -130,19 +129,7 @@ async fn events_are_relayed_before_the_stream_ends() {
     // The upstream sends three events and then holds the stream open: the client must see
     // them while the upstream is still silent — no buffering of the stream.
     let h = Harness::start().await;
-    let token = h.token();
-    let resp = h
-        .send(
-            Method::POST,
-            "/v1/messages",
-            &[
-                ("x-api-key", &token),
-                ("content-type", "application/json"),
-                ("x-mock", "scenario=stall; after=3"),
-            ],
-            STREAM,
-        )
-        .await;
+    let resp = h.open_stream("scenario=stall; after=3").await;
     let mut body = resp.into_body();
     let mut seen = Vec::new();
     while decode_events(&seen).len() < 3 {
