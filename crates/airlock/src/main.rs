@@ -160,7 +160,7 @@ fn mint(
     }
     let keys = SessionKeys::load_or_create(&config.session.signing_key_file)?;
     let groups: Vec<String> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
-    Ok(keys.mint(sub, &groups, ttl.as_secs(), now())?)
+    Ok(keys.mint(sub, &groups, ttl.as_secs(), now())?.token)
 }
 
 /// A random key for the embedded mock: the gateway holds it, the mock demands it.
@@ -237,7 +237,8 @@ async fn demo(mut config: Config, upstream: &str) -> anyhow::Result<()> {
     let (gateway, data, admin) = start_gateway(&config, key).await?;
     let addr = data.local_addr()?;
     let ttl = config.session.ttl.min(config.session.max_ttl);
-    let token = gateway.keys.mint("demo-user", &["developers".to_owned()], ttl.as_secs(), now())?;
+    let token =
+        gateway.keys.mint("demo-user", &["developers".to_owned()], ttl.as_secs(), now())?.token;
     println!(
         r#"
 Airlock demo is running ({upstream} upstream). A session token for `demo-user` (group `developers`),

@@ -11,11 +11,15 @@
 //! operator-side mint path, which signs one); nothing else in the workspace can invent one.
 //! Invariant: the clock is a parameter (`now`, unix seconds), never read here.
 
+mod jws;
 mod keys;
+pub mod oidc;
 mod token;
 
 pub use keys::{KeyError, SessionKeys};
-pub use token::{Claims, SESSION_AUDIENCE, SESSION_ISSUER, SESSION_TYP, TokenError};
+pub use token::{
+    Claims, Minted, SESSION_AUDIENCE, SESSION_ISSUER, SESSION_TYP, TokenError, is_session_token,
+};
 
 /// `n` random bytes from the system source, hex-encoded (ids, throwaway keys).
 pub fn random_hex(n: usize) -> Option<String> {
@@ -30,7 +34,11 @@ pub struct Identity {
     subject: String,
     groups: Vec<String>,
     token_id: String,
+    /// Unix seconds; 0 when an IdP token carries no `iat`.
+    issued_at: u64,
     expires_at: u64,
+    /// `airlock` for session tokens, the IdP's issuer URL for tokens accepted directly.
+    issuer: String,
 }
 
 impl Identity {
@@ -44,7 +52,20 @@ impl Identity {
         &self.token_id
     }
     /// Unix seconds.
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+    /// Unix seconds.
     pub fn expires_at(&self) -> u64 {
         self.expires_at
     }
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// Subjects, group names and token ids: printable, no whitespace or control characters,
+/// bounded.
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && s.chars().all(|c| !c.is_control() && !c.is_whitespace())
 }

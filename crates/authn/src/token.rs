@@ -1,6 +1,7 @@
 //! Minting and verifying session tokens.
 
-use crate::{Identity, SessionKeys};
+use crate::jws::split;
+use crate::{Identity, SessionKeys, valid_name};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::rand::SecureRandom;
@@ -47,6 +48,15 @@ pub enum TokenError {
     Random,
 }
 
+/// A freshly signed session token and what a record needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Minted {
+    pub token: String,
+    pub token_id: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
 impl SessionKeys {
     /// Sign a session token for `sub` valid from `now` for `ttl_secs`.
     pub fn mint(
@@ -55,7 +65,7 @@ impl SessionKeys {
         groups: &[String],
         ttl_secs: u64,
         now: u64,
-    ) -> Result<String, TokenError> {
+    ) -> Result<Minted, TokenError> {
         if !valid_name(sub) || !groups.iter().all(|g| valid_name(g)) {
             return Err(TokenError::BadClaims);
         }
@@ -71,44 +81,34 @@ impl SessionKeys {
             exp: now.saturating_add(ttl_secs),
         };
         let header = serde_json::json!({ "alg": "EdDSA", "typ": SESSION_TYP, "kid": self.kid });
-        let claims = serde_json::to_vec(&claims).map_err(|_| TokenError::Malformed)?;
-        let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims));
+        let body = serde_json::to_vec(&claims).map_err(|_| TokenError::Malformed)?;
+        let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(body));
         let sig = self.pair.sign(signing_input.as_bytes());
-        Ok(format!("{signing_input}.{}", B64.encode(sig.as_ref())))
+        Ok(Minted {
+            token: format!("{signing_input}.{}", B64.encode(sig.as_ref())),
+            token_id: claims.jti,
+            expires_at: claims.exp,
+        })
     }
 
     /// Verify a session token at time `now`, allowing at most `max_ttl_secs` of lifetime.
     pub fn verify(&self, token: &str, now: u64, max_ttl_secs: u64) -> Result<Identity, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed);
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&B64.decode(h).map_err(|_| TokenError::Malformed)?)
-                .map_err(|_| TokenError::Malformed)?;
+        let c = split(token, MAX_TOKEN_BYTES).ok_or(TokenError::Malformed)?;
         // Checked before the signature so that a token of another kind (an IdP JWT, alg none,
         // an HMAC token) is refused without any key being chosen from its header.
-        let is = |k: &str, v: &str| header.get(k).and_then(|x| x.as_str()) == Some(v);
-        if !is("alg", "EdDSA") || !is("typ", SESSION_TYP) || header.contains_key("crit") {
+        let is = |k: &str, v: &str| c.header_str(k) == Some(v);
+        if !is("alg", "EdDSA") || !is("typ", SESSION_TYP) || c.header.contains_key("crit") {
             return Err(TokenError::WrongKind);
         }
         if !is("kid", &self.kid) {
             return Err(TokenError::BadSignature);
         }
-        let sig = B64.decode(s).map_err(|_| TokenError::Malformed)?;
-        let signing_input = &token[..h.len() + 1 + c.len()];
         UnparsedPublicKey::new(&ED25519, self.pair.public_key().as_ref())
-            .verify(signing_input.as_bytes(), &sig)
+            .verify(c.signing_input.as_bytes(), &c.signature)
             .map_err(|_| TokenError::BadSignature)?;
         // Strict types: an `exp` given as a string is an error, not "absent".
-        let claims: Claims =
-            serde_json::from_slice(&B64.decode(c).map_err(|_| TokenError::Malformed)?)
-                .map_err(|_| TokenError::Malformed)?;
+        let claims: Claims = serde_json::from_value(serde_json::Value::Object(c.claims))
+            .map_err(|_| TokenError::Malformed)?;
         if claims.iss != SESSION_ISSUER || claims.aud != SESSION_AUDIENCE {
             return Err(TokenError::WrongKind);
         }
@@ -121,21 +121,32 @@ impl SessionKeys {
         if claims.exp < claims.iat || claims.exp - claims.iat > max_ttl_secs {
             return Err(TokenError::LifetimeTooLong);
         }
-        if !valid_name(&claims.sub) || !claims.groups.iter().all(|g| valid_name(g)) {
+        if !valid_name(&claims.sub)
+            || !valid_name(&claims.jti)
+            || !claims.groups.iter().all(|g| valid_name(g))
+        {
             return Err(TokenError::BadClaims);
         }
         Ok(Identity {
             subject: claims.sub,
             groups: claims.groups,
             token_id: claims.jti,
+            issued_at: claims.iat,
             expires_at: claims.exp,
+            issuer: SESSION_ISSUER.to_owned(),
         })
     }
 }
 
-/// Subjects and group names: printable, no whitespace or control characters, bounded.
-fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && s.chars().all(|c| !c.is_control() && !c.is_whitespace())
+/// True when `token`'s header declares it a gateway session token. Routing only: which
+/// verification path a bearer takes. Each path then checks everything itself, so a token
+/// that lies here simply fails there.
+pub fn is_session_token(token: &str) -> bool {
+    let Some(h) = token.split('.').next().filter(|h| h.len() <= 512) else { return false };
+    B64.decode(h)
+        .ok()
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .is_some_and(|h| h.get("typ").and_then(|t| t.as_str()) == Some(SESSION_TYP))
 }
 
 #[cfg(test)]
@@ -171,7 +182,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let k = keys();
-        let t = k.mint("alice", &["eng".into(), "ops".into()], 600, NOW).unwrap();
+        let t = k.mint("alice", &["eng".into(), "ops".into()], 600, NOW).unwrap().token;
         let id = k.verify(&t, NOW + 1, MAX).unwrap();
         assert_eq!(id.subject(), "alice");
         assert_eq!(id.groups(), ["eng", "ops"]);
@@ -184,16 +195,16 @@ mod tests {
         let k = keys();
         let other = keys();
         let header = serde_json::json!({"alg":"EdDSA","typ":SESSION_TYP,"kid":k.kid});
-        let t = k.mint("alice", &[], 600, NOW).unwrap();
+        let t = k.mint("alice", &[], 600, NOW).unwrap().token;
         let cases: Vec<(String, u64, TokenError)> = vec![
             (t.clone(), NOW + 611, TokenError::Expired),
             (t.clone(), NOW - 20, TokenError::NotYetValid),
-            (other.mint("alice", &[], 600, NOW).unwrap(), NOW, TokenError::BadSignature),
+            (other.mint("alice", &[], 600, NOW).unwrap().token, NOW, TokenError::BadSignature),
             (tamper_claims(&t), NOW, TokenError::BadSignature),
             ("a.b".into(), NOW, TokenError::Malformed),
             ("a.b.c.d".into(), NOW, TokenError::Malformed),
             ("x".repeat(5000), NOW, TokenError::Malformed),
-            (k.mint("alice", &[], 7200, NOW).unwrap(), NOW, TokenError::LifetimeTooLong),
+            (k.mint("alice", &[], 7200, NOW).unwrap().token, NOW, TokenError::LifetimeTooLong),
             // alg none, HMAC, another typ, crit: refused before any key is used.
             (
                 forge(

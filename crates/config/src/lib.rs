@@ -15,7 +15,7 @@ pub mod yaml;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
     ApiKeySource, AuditConfig, Config, Limits, OidcIssuer, OnStoreFailure, SessionConfig, StoreUrl,
-    UpstreamConfig,
+    UpstreamConfig, is_https_or_loopback,
 };
 pub use yaml::{ConfigError, ConfigErrors};
 

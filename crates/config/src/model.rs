@@ -3,6 +3,7 @@
 
 use crate::ConfigErrors;
 use crate::yaml::{Field, Map, Walker, with_empty_map};
+use airlock_authn::oidc::{Alg, IssuerRules, MAX_LEEWAY_SECS, TokenKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -65,10 +66,43 @@ pub struct SessionConfig {
 
 #[derive(Debug, Clone)]
 pub struct OidcIssuer {
+    /// Issuer URL, compared exactly with `iss` and with the discovery document's `issuer`.
     pub issuer: String,
     pub audience: String,
+    /// Dotted path of the groups claim.
     pub groups_claim: String,
+    /// Also accept this issuer's tokens directly on the data plane.
     pub accept_direct: bool,
+    /// Signature algorithms allowed for this issuer (default RS256, ES256).
+    pub algorithms: Vec<Alg>,
+    /// Which IdP token is exchanged: RFC 9068 access tokens (default) or ID tokens.
+    pub token_type: TokenKind,
+    /// Public client used by `airlock login` (device flow); absent: no interactive login.
+    pub client_id: Option<String>,
+    /// Scopes `airlock login` asks for.
+    pub scopes: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (at most 60 s).
+    pub leeway: Duration,
+    /// How often the JWK set is refreshed.
+    pub jwks_refresh: Duration,
+    /// Least time between two refreshes forced by an unknown `kid`.
+    pub jwks_cooldown: Duration,
+    /// How long the last good JWK set is served while the IdP is unreachable; after that,
+    /// the issuer's tokens are refused (fail closed).
+    pub jwks_max_stale: Duration,
+}
+
+impl OidcIssuer {
+    pub fn rules(&self) -> IssuerRules {
+        IssuerRules {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            algorithms: self.algorithms.clone(),
+            kind: self.token_type,
+            groups_claim: self.groups_claim.clone(),
+            leeway_secs: self.leeway.as_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,10 +371,7 @@ fn read_oidc(f: Field<'_>, w: &mut Walker) -> Option<OidcIssuer> {
     let mut m = f.mapping(w)?;
     let issuer = m.field("issuer", w, |f, w| {
         let s = f.non_empty_string(w)?;
-        if !s.starts_with("https://")
-            && !s.starts_with("http://127.0.0.1")
-            && !s.starts_with("http://localhost")
-        {
+        if !is_https_or_loopback(&s) {
             w.error(f.span(), f.path(), "an issuer must be https:// (plain http only on loopback)");
             return None;
         }
@@ -351,15 +382,73 @@ fn read_oidc(f: Field<'_>, w: &mut Walker) -> Option<OidcIssuer> {
         .field("groups_claim", w, |f, w| f.non_empty_string(w))
         .unwrap_or_else(|| "groups".to_owned());
     let accept_direct = m.field("accept_direct", w, |f, w| f.bool(w)).unwrap_or(false);
-    if issuer.is_none() || audience.is_none() {
-        for (key, present) in [("issuer", issuer.is_some()), ("audience", audience.is_some())] {
-            if !present && m.span().start().is_some() {
-                w.error(m.span(), &format!("{}.{key}", m.path()), "is required");
+    let algorithms = m
+        .field("algorithms", w, |f, w| {
+            let (span, path) = (*f.span(), f.path().to_owned());
+            let names = f.string_list(w)?;
+            let algs: Option<Vec<Alg>> = names.iter().map(|n| Alg::parse(n)).collect();
+            if algs.is_none() || names.is_empty() {
+                let all: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
+                w.error(&span, &path, format!("expected a list from: {}", all.join(", ")));
             }
-        }
+            algs.filter(|a| !a.is_empty())
+        })
+        .unwrap_or_else(|| vec![Alg::RS256, Alg::ES256]);
+    let token_type = m
+        .field("token_type", w, |f, w| {
+            let (span, path) = (*f.span(), f.path().to_owned());
+            match f.string(w)?.as_str() {
+                "access" => Some(TokenKind::Access),
+                "id" => Some(TokenKind::Id),
+                other => {
+                    w.error(&span, &path, format!("`{other}` is not one of: access, id"));
+                    None
+                }
+            }
+        })
+        .unwrap_or(TokenKind::Access);
+    let client_id = m.field("client_id", w, |f, w| f.non_empty_string(w));
+    let scopes = m
+        .field("scopes", w, |f, w| f.non_empty_string(w))
+        .unwrap_or_else(|| "openid offline_access".to_owned());
+    let leeway = m
+        .field("leeway", w, |f, w| {
+            f.duration_in(w, Duration::ZERO, Duration::from_secs(MAX_LEEWAY_SECS))
+        })
+        .unwrap_or(30 * SECOND);
+    let jwks_refresh = m
+        .field("jwks_refresh", w, |f, w| f.duration_in(w, SECOND, 24 * HOUR))
+        .unwrap_or(300 * SECOND);
+    let jwks_cooldown =
+        m.field("jwks_cooldown", w, |f, w| f.duration_in(w, 100 * MS, HOUR)).unwrap_or(30 * SECOND);
+    let jwks_max_stale = m
+        .field("jwks_max_stale", w, |f, w| f.duration_in(w, SECOND, 7 * 24 * HOUR))
+        .unwrap_or(24 * HOUR);
+    Some(OidcIssuer {
+        issuer: issuer?,
+        audience: audience?,
+        groups_claim,
+        accept_direct,
+        algorithms,
+        token_type,
+        client_id,
+        scopes,
+        leeway,
+        jwks_refresh,
+        jwks_cooldown,
+        jwks_max_stale,
+    })
+}
+
+/// `https://` URLs, or plain `http://` to a loopback host (tests, a local IdP). The host is
+/// compared whole, so `http://127.0.0.1.evil.example` is not loopback.
+pub fn is_https_or_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else { return false };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
+        _ => false,
     }
-    m.finish(w);
-    Some(OidcIssuer { issuer: issuer?, audience: audience?, groups_claim, accept_direct })
 }
 
 fn read_limits(m: &mut Map<'_>, w: &mut Walker) -> Limits {
@@ -451,6 +540,34 @@ audit:
         assert_eq!(c.oidc.len(), 1);
         assert_eq!(c.oidc[0].audience, "airlock");
         assert_eq!(c.admin_groups, vec!["airlock-admins"]);
+        let o = &c.oidc[0];
+        assert_eq!(
+            (o.algorithms.as_slice(), o.token_type),
+            (&[Alg::RS256, Alg::ES256][..], TokenKind::Access)
+        );
+        assert_eq!((o.leeway, o.jwks_cooldown), (Duration::from_secs(30), Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn oidc_issuers() {
+        let text = "identity:\n  oidc:\n    - issuer: https://idp\n      audience: a\n      algorithms: [ES256, EdDSA]\n      token_type: id\n      client_id: cli\n      leeway: 5s\n";
+        let c = crate::parse("x", text).unwrap();
+        let o = &c.oidc[0];
+        assert_eq!(
+            (o.algorithms.as_slice(), o.token_type),
+            (&[Alg::ES256, Alg::EdDSA][..], TokenKind::Id)
+        );
+        assert_eq!((o.client_id.as_deref(), o.rules().leeway_secs), (Some("cli"), 5));
+        let bad = "identity:\n  oidc:\n    - issuer: http://idp.example.com\n      audience: a\n      algorithms: [HS256]\n      token_type: refresh\n      leeway: 2m\n";
+        assert_eq!(
+            errors(bad),
+            vec![
+                "3:15 identity.oidc[0].issuer: an issuer must be https:// (plain http only on loopback)",
+                "5:19 identity.oidc[0].algorithms: expected a list from: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
+                "6:19 identity.oidc[0].token_type: `refresh` is not one of: access, id",
+                "7:15 identity.oidc[0].leeway: `2m` is out of range (0s to 1m)",
+            ]
+        );
     }
 
     #[test]
@@ -485,6 +602,16 @@ audit:
         assert!(validate_upstream_url("https://user:pw@host").is_err());
         assert!(validate_upstream_url("https://host/?x=1").is_err());
         assert!(validate_upstream_url("/relative").is_err());
+    }
+
+    #[test]
+    fn loopback_is_exact() {
+        assert!(is_https_or_loopback("https://idp.example.com/realms/x"));
+        assert!(is_https_or_loopback("http://127.0.0.1:4000/oidc"));
+        assert!(is_https_or_loopback("http://localhost:4000"));
+        assert!(!is_https_or_loopback("http://127.0.0.1.evil.example/"));
+        assert!(!is_https_or_loopback("http://idp.example.com"));
+        assert!(!is_https_or_loopback("ftp://idp"));
     }
 
     #[test]

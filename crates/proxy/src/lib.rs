@@ -6,16 +6,20 @@
 //! in-process on `127.0.0.1:0`.
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod edge;
+pub mod fetch;
 pub mod headers;
+pub mod idp;
 pub mod pipeline;
 pub mod record;
 pub mod reject;
+pub mod revoke;
 pub mod route;
 pub mod upstream;
 
-use airlock_authn::SessionKeys;
+use airlock_authn::{Identity, SessionKeys};
 use airlock_config::{Config, Limits, Secret};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -68,12 +72,20 @@ impl Default for RequestIds {
     }
 }
 
+/// Deadline for one request to an identity provider (discovery, JWK set).
+const IDP_FETCH_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Everything the data plane needs, built once at start.
 pub struct Gateway {
     pub keys: Arc<SessionKeys>,
+    pub issuers: Arc<idp::Issuers>,
+    pub revocations: Arc<revoke::Revocations>,
     pub upstream: Upstream,
     pub limits: Limits,
+    pub session_ttl: Duration,
     pub session_max_ttl: Duration,
+    /// Groups whose members may use the admin API.
+    pub admin_groups: Vec<String>,
     pub upstream_idle_timeout: Duration,
     pub clock: Clock,
     pub sink: Arc<dyn RecordSink>,
@@ -95,17 +107,26 @@ impl Gateway {
         clock: Clock,
         sink: Arc<dyn RecordSink>,
     ) -> Result<Gateway, UpstreamSetupError> {
+        let fetcher = Arc::new(fetch::Fetcher::new(IDP_FETCH_DEADLINE)?);
         Ok(Gateway {
             keys,
+            issuers: Arc::new(idp::Issuers::new(&config.oidc, fetcher)),
+            revocations: Arc::new(revoke::Revocations::default()),
             upstream: Upstream::new(&config.upstream, upstream_key.clone())?,
             limits: config.limits.clone(),
+            session_ttl: config.session.ttl,
             session_max_ttl: config.session.max_ttl,
+            admin_groups: config.admin_groups.clone(),
             upstream_idle_timeout: config.upstream.idle_timeout,
             clock,
             sink,
             request_ids: RequestIds::new(),
             upstream_key,
         })
+    }
+
+    pub(crate) fn revoked(&self, identity: &Identity) -> bool {
+        self.revocations.is_revoked(identity)
     }
 
     pub(crate) fn upstream_key_bytes(&self) -> &[u8] {
@@ -131,8 +152,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let limits = gateway.limits.clone();
-    let admin_state = Arc::new(admin::Admin::default());
+    let admin_state = Arc::new(admin::Admin::new(gateway.clone()));
     let (tx, rx) = tokio::sync::watch::channel(false);
+    gateway.issuers.spawn_refreshers(rx.clone());
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

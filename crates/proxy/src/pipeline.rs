@@ -2,6 +2,7 @@
 //! stage is a plain function that returns a value or a [`Rejection`].
 //!
 //! ```text
+//! /auth/token, /auth/config ─► auth (exchange, login discovery), answered here
 //! route ─► authenticate ─► read body (bounded) ─► parse ─► [policy, redaction: later stages]
 //!       ─► forward upstream ─► relay response (JSON buffered+bounded, SSE event by event)
 //! every path: exactly one RequestRecord, delivered when the request ends
@@ -11,8 +12,7 @@ use crate::Gateway;
 use crate::body::{ProxyBody, SseRelay, full};
 use crate::record::{Outcome, RequestRecord};
 use crate::reject::Rejection;
-use crate::route::{Route, route};
-use airlock_authn::{Identity, TokenError};
+use crate::route::{Local, Route, local_route, route};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -83,14 +83,21 @@ async fn run(
     // Bounded headers before anything looks at them.
     check_header_size(&parts.headers)?;
 
+    // The gateway's own endpoints: token exchange and login discovery. No upstream.
+    if let Some(local) = local_route(&parts.method, parts.uri.path())? {
+        record.data.route = local.name();
+        return Ok(Relay::Full(match local {
+            Local::Token => crate::auth::exchange(gw, &parts.headers, record).await?,
+            Local::Config => crate::auth::login_config(gw),
+        }));
+    }
+
     // Route first: unknown paths are answered without touching credentials or the body.
     let route = route(&parts.method, parts.uri.path())?;
     record.data.route = route.name();
 
     // Authenticate before reading the body, so anonymous callers cannot make us buffer.
-    let identity = authenticate(gw, &parts.headers)?;
-    record.data.subject = Some(identity.subject().to_owned());
-    record.data.token_id = Some(identity.token_id().to_owned());
+    let _identity = crate::auth::authenticate(gw, &parts.headers, record).await?;
 
     // Read the body within the size and time bounds, then parse it. GET routes carry none.
     let body = if route.has_body() {
@@ -135,45 +142,6 @@ fn check_header_size(headers: &HeaderMap) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Identity, Rejection> {
-    let api_key = headers.get("x-api-key").map(|v| v.to_str().map(str::trim));
-    let bearer = headers.get(header::AUTHORIZATION).map(|v| {
-        v.to_str().map(|s| {
-            let s = s.trim();
-            match s.split_once(' ') {
-                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-                _ => "",
-            }
-        })
-    });
-    let token = match (api_key, bearer) {
-        (None, None) => {
-            return Err(Rejection::unauthenticated(
-                "missing credentials: send an Airlock session token as x-api-key or Authorization: Bearer",
-            ));
-        }
-        (Some(Err(_)), _) | (_, Some(Err(_))) | (_, Some(Ok(""))) => {
-            return Err(Rejection::unauthenticated("malformed credentials header"));
-        }
-        // Claude Code's apiKeyHelper sends the same token in both headers; anything else is
-        // ambiguous and refused.
-        (Some(Ok(a)), Some(Ok(b))) if a != b => {
-            return Err(Rejection::unauthenticated(
-                "x-api-key and Authorization carry different credentials",
-            ));
-        }
-        (Some(Ok(t)), _) | (None, Some(Ok(t))) => t,
-    };
-    let now = (gw.clock)();
-    gw.keys.verify(token, now, gw.session_max_ttl.as_secs()).map_err(|e| {
-        Rejection::unauthenticated(match e {
-            TokenError::Expired => "session token expired: get a fresh one with `airlock token`",
-            TokenError::NotYetValid => "session token is not valid yet: check the clocks",
-            _ => "invalid credentials: this gateway accepts only Airlock session tokens",
-        })
-    })
-}
-
 fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
     let ok = headers
         .get(header::CONTENT_TYPE)
@@ -189,7 +157,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 
 /// Read a body of at most `limit` bytes, with at most `idle` between chunks. A declared
 /// Content-Length over the limit is refused before any byte is read.
-async fn read_body(
+pub(crate) async fn read_body(
     mut body: Incoming,
     headers: &HeaderMap,
     limit: u64,

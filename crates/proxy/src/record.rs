@@ -41,7 +41,13 @@ pub struct RecordData {
     pub method: String,
     pub route: &'static str,
     pub subject: Option<String>,
+    pub groups: Vec<String>,
+    /// `airlock` for session tokens, the IdP's URL for IdP tokens.
+    pub issuer: Option<String>,
+    /// The presented token's id (`jti`, or `fp:` and a hash prefix when it has none).
     pub token_id: Option<String>,
+    /// The session token issued by this request (`/auth/token`), if any.
+    pub minted_token_id: Option<String>,
     pub model: Option<String>,
     pub stream: bool,
     pub status: Option<u16>,
@@ -72,6 +78,7 @@ impl RecordSink for LogSink {
             method = %r.method,
             route = r.route,
             subject = r.subject.as_deref().unwrap_or("-"),
+            token_id = r.token_id.as_deref().unwrap_or("-"),
             model = r.model.as_deref().unwrap_or("-"),
             stream = r.stream,
             status = r.status.unwrap_or(0),
@@ -112,7 +119,10 @@ impl RequestRecord {
                 method: method.as_str().to_owned(),
                 route: "-",
                 subject: None,
+                groups: Vec::new(),
+                issuer: None,
                 token_id: None,
+                minted_token_id: None,
                 model: None,
                 stream: false,
                 status: None,

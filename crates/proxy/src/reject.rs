@@ -58,6 +58,12 @@ impl Rejection {
         self
     }
 
+    /// Replace the machine-readable reason (the public message stays as it is).
+    pub fn with_reason(mut self, reason: &'static str) -> Rejection {
+        self.reason = reason;
+        self
+    }
+
     pub fn unauthenticated(message: impl Into<String>) -> Rejection {
         let mut r =
             Rejection::new(ErrorType::Authentication, message, Fault::Client, "unauthenticated");
@@ -134,6 +140,12 @@ impl Rejection {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(v) = HeaderValue::from_str(request_id) {
             headers.insert("request-id", v);
+        }
+        if self.kind == ErrorType::Authentication {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"airlock\", error=\"invalid_token\""),
+            );
         }
         if self.no_retry {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));

@@ -68,6 +68,36 @@ pub fn route(method: &Method, path: &str) -> Result<Route, Rejection> {
     Ok(route)
 }
 
+/// The gateway's own endpoints on the data listener (exact paths, no prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// `POST /auth/token`: exchange an IdP token for a session token.
+    Token,
+    /// `GET /auth/config`: what `airlock login` needs to know.
+    Config,
+}
+
+impl Local {
+    pub fn name(self) -> &'static str {
+        match self {
+            Local::Token => "auth_token",
+            Local::Config => "auth_config",
+        }
+    }
+}
+
+pub fn local_route(method: &Method, path: &str) -> Result<Option<Local>, Rejection> {
+    let (local, allowed) = match path {
+        "/auth/token" => (Local::Token, Method::POST),
+        "/auth/config" => (Local::Config, Method::GET),
+        _ => return Ok(None),
+    };
+    if *method != allowed {
+        return Err(Rejection::method_not_allowed(method, allowed));
+    }
+    Ok(Some(local))
+}
+
 /// No percent-encoding, dot segments, empty segments, parameters or backslashes: nothing a
 /// normaliser upstream could read differently from us.
 fn plain_path(path: &str) -> bool {

@@ -42,20 +42,8 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig, api_key: Secret) -> Result<Upstream, UpstreamSetupError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
         let https = config.url.scheme_str() == Some("https");
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(b) => b,
-            // A plain-http upstream (the mock, a sidecar) needs no roots.
-            Err(_) if !https => {
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_tls_config()?)
-            }
-            Err(e) => return Err(UpstreamSetupError::Roots(e)),
-        };
-        let connector = builder.https_or_http().enable_http1().enable_http2().wrap_connector(http);
+        let connector = connector(config.connect_timeout, https)?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -142,6 +130,27 @@ impl Upstream {
             }
         }
     }
+}
+
+/// The TLS-capable connector shared by every outbound client (upstream, IdP): rustls with the
+/// ring provider and the system's roots. When no roots can be loaded, plain-http targets (the
+/// mock, a sidecar, a loopback IdP in tests) still work; https ones fail at setup.
+pub(crate) fn connector(
+    connect_timeout: Duration,
+    need_roots: bool,
+) -> Result<HttpsConnector<HttpConnector>, UpstreamSetupError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(_) if !need_roots => {
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty_tls_config()?)
+        }
+        Err(e) => return Err(UpstreamSetupError::Roots(e)),
+    };
+    Ok(builder.https_or_http().enable_http1().enable_http2().wrap_connector(http))
 }
 
 fn empty_tls_config() -> Result<rustls::ClientConfig, rustls::Error> {

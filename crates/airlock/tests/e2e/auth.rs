@@ -16,9 +16,9 @@ async fn rejected(h: &Harness, headers: &[(&str, &str)]) {
 #[tokio::test]
 async fn bad_credentials_get_401_and_never_reach_upstream() {
     let h = Harness::start().await;
-    let expired = h.keys.mint("alice", &[], 60, now() - 3600).unwrap();
-    let other_key = SessionKeys::generate().unwrap().mint("alice", &[], 600, now()).unwrap();
-    let too_long = h.keys.mint("alice", &[], 7200, now()).unwrap();
+    let expired = h.keys.mint("alice", &[], 60, now() - 3600).unwrap().token;
+    let other_key = SessionKeys::generate().unwrap().mint("alice", &[], 600, now()).unwrap().token;
+    let too_long = h.keys.mint("alice", &[], 7200, now()).unwrap().token;
     let valid = h.token();
     let bearer_other = format!("Bearer {other_key}");
     let basic = "Basic YWxpY2U6cHc=".to_owned();

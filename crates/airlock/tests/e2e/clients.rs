@@ -26,7 +26,7 @@ async fn run_client(h: &Harness, program: &str, args: &[PathBuf], envs: &[(&str,
         .env("HOME", std::env::temp_dir())
         .env("ANTHROPIC_BASE_URL", format!("http://{}", h.addr))
         .env("ANTHROPIC_API_KEY", &token)
-        .env("AIRLOCK_BAD_TOKEN", h.keys.mint("alice", &[], 60, now() - 3600).unwrap())
+        .env("AIRLOCK_BAD_TOKEN", h.keys.mint("alice", &[], 60, now() - 3600).unwrap().token)
         .kill_on_drop(true);
     for (k, v) in envs {
         cmd.env(k, v);

@@ -142,7 +142,7 @@ impl Harness {
     }
 
     pub fn token(&self) -> String {
-        self.keys.mint("alice", &["eng".to_owned()], 600, now()).unwrap()
+        self.keys.mint("alice", &["eng".to_owned()], 600, now()).unwrap().token
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -125,7 +125,7 @@ async fn exactly_one_record_per_request() {
         [
             ("completed", "completed"),
             ("rejected", "invalid_json"),
-            ("rejected", "unauthenticated"),
+            ("rejected", "missing_credentials"),
             ("rejected", "not_found"),
             ("completed", "completed"),
         ]
