@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+mod login;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock",
@@ -50,10 +52,21 @@ enum Command {
         #[arg(long, default_value = "mock")]
         upstream: String,
     },
-    /// Session tokens.
+    /// Sign in through the organisation's identity provider (OIDC device flow) and keep a
+    /// refreshable session for `airlock token`.
+    Login {
+        /// The gateway's base URL, e.g. https://airlock.example.com
+        #[arg(long)]
+        gateway: String,
+        /// Which of the gateway's issuers to use, when it offers several.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
+    /// Print a valid session token (refreshing through the IdP when needed); use it as
+    /// Claude Code's apiKeyHelper. Subcommands manage tokens as an operator.
     Token {
         #[command(subcommand)]
-        command: TokenCommand,
+        command: Option<TokenCommand>,
     },
 }
 
@@ -72,6 +85,17 @@ enum TokenCommand {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Revoke a session by token id, or every session of a subject, through the admin API.
+    /// Authenticates with AIRLOCK_ADMIN_TOKEN, or else the signed-in session.
+    Revoke {
+        /// The gateway's admin base URL, e.g. http://127.0.0.1:8081
+        #[arg(long)]
+        admin: String,
+        #[arg(long, conflicts_with = "subject", required_unless_present = "subject")]
+        token_id: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,11 +111,33 @@ fn main() -> anyhow::Result<()> {
             Command::Demo { config, upstream } => {
                 demo(load_config(config.as_deref())?, &upstream).await
             }
-            Command::Token { command: TokenCommand::Mint { config, sub, groups, ttl } } => {
+            Command::Token { command: Some(TokenCommand::Mint { config, sub, groups, ttl }) } => {
                 let config = load_config(config.as_deref())?;
                 let token = mint(&config, &sub, &groups, ttl.as_deref())?;
                 println!("{token}");
                 Ok(())
+            }
+            Command::Token { command: Some(TokenCommand::Revoke { admin, token_id, subject }) } => {
+                let operator = match std::env::var("AIRLOCK_ADMIN_TOKEN") {
+                    Ok(t) if !t.is_empty() => t,
+                    _ => login::token(&config_dir()?, now()).await?,
+                };
+                let body = match (token_id, subject) {
+                    (Some(id), _) => serde_json::json!({ "token_id": id }),
+                    (None, Some(s)) => serde_json::json!({ "subject": s }),
+                    (None, None) => bail!("give --token-id or --subject"),
+                };
+                let answer =
+                    login::admin_post(&admin, "/admin/revocations", &operator, &body).await?;
+                println!("{answer}");
+                Ok(())
+            }
+            Command::Token { command: None } => {
+                println!("{}", login::token(&config_dir()?, now()).await?);
+                Ok(())
+            }
+            Command::Login { gateway, issuer } => {
+                login::login(&config_dir()?, &gateway, issuer.as_deref()).await
             }
         }
     })
@@ -108,6 +154,20 @@ fn init_logging() {
     } else {
         builder.json().flatten_event(true).init();
     }
+}
+
+/// Where `airlock login` keeps its credentials: `AIRLOCK_CONFIG_DIR`, else
+/// `$XDG_CONFIG_HOME/airlock`, else `~/.config/airlock`.
+fn config_dir() -> anyhow::Result<PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var("AIRLOCK_CONFIG_DIR") {
+        return Ok(dir);
+    }
+    if let Some(dir) = var("XDG_CONFIG_HOME") {
+        return Ok(dir.join("airlock"));
+    }
+    let home = var("HOME").context("cannot find the config directory: set AIRLOCK_CONFIG_DIR")?;
+    Ok(home.join(".config").join("airlock"))
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {

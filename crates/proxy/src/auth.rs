@@ -25,8 +25,10 @@ pub(crate) fn credential(headers: &HeaderMap, allow_api_key: bool) -> Result<&st
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     let first = authorization.next();
     if authorization.next().is_some() {
-        return Err(Rejection::unauthenticated("send exactly one Authorization header")
-            .with_reason("duplicate_authorization"));
+        return Err(Rejection::bad_request(
+            "send exactly one Authorization header",
+            "duplicate_authorization",
+        ));
     }
     let bearer = first.map(|v| {
         v.to_str().map(|s| match s.trim().split_once(' ') {

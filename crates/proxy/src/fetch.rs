@@ -60,37 +60,58 @@ impl Fetcher {
     }
 
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
-        self.send(Method::GET, url, None).await
+        self.send(Method::GET, url, None, None).await
+    }
+
+    /// POST with `Authorization: Bearer` and no body (the gateway's token exchange).
+    pub async fn post_bearer(&self, url: &str, token: &str) -> Result<Fetched, FetchError> {
+        self.send(Method::POST, url, None, Some(token)).await
+    }
+
+    /// POST a JSON body with `Authorization: Bearer` (the admin API).
+    pub async fn post_json_bearer(
+        &self,
+        url: &str,
+        token: &str,
+        json: String,
+    ) -> Result<Fetched, FetchError> {
+        self.send(Method::POST, url, Some((Bytes::from(json), "application/json")), Some(token))
+            .await
     }
 
     /// POST an `application/x-www-form-urlencoded` body.
     pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<Fetched, FetchError> {
         let body: Vec<String> =
             form.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
-        self.send(Method::POST, url, Some(Bytes::from(body.join("&")))).await
+        let body = Bytes::from(body.join("&"));
+        self.send(Method::POST, url, Some((body, "application/x-www-form-urlencoded")), None).await
     }
 
     async fn send(
         &self,
         method: Method,
         url: &str,
-        body: Option<Bytes>,
+        body: Option<(Bytes, &'static str)>,
+        bearer: Option<&str>,
     ) -> Result<Fetched, FetchError> {
         let shown = display_url(url);
         if !airlock_config::is_https_or_loopback(url) {
             return Err(FetchError::InsecureUrl(shown));
         }
-        let mut request = Request::new(Full::new(body.clone().unwrap_or_default()));
+        let (body, content_type) = body.unzip();
+        let mut request = Request::new(Full::new(body.unwrap_or_default()));
         *request.method_mut() = method;
         *request.uri_mut() = url.parse().map_err(|_| FetchError::InsecureUrl(shown.clone()))?;
         let headers = request.headers_mut();
         headers.insert(header::ACCEPT, http::HeaderValue::from_static("application/json"));
         headers.insert(header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
-        if body.is_some() {
-            headers.insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/x-www-form-urlencoded"),
-            );
+        if let Some(token) = bearer {
+            let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| FetchError::Transport(shown.clone(), "invalid token".into()))?;
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        if let Some(content_type) = content_type {
+            headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
         }
         let exchange = async {
             let response = self

@@ -94,6 +94,17 @@ async fn run(
 
     // Route first: unknown paths are answered without touching credentials or the body.
     let route = route(&parts.method, parts.uri.path())?;
+    // Credentials travel in headers only: a token in the URL ends up in logs and histories
+    // (RFC 6750 §2.3), so such a request is refused and the query is never logged.
+    if parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token")))
+    }) {
+        return Err(Rejection::bad_request(
+            "credentials are not accepted in the query string; send them in a header",
+            "token_in_query",
+        ));
+    }
     record.data.route = route.name();
 
     // Authenticate before reading the body, so anonymous callers cannot make us buffer.

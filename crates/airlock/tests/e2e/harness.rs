@@ -171,6 +171,33 @@ impl Harness {
         guard(self.client.request(req)).await.unwrap()
     }
 
+    /// Call the admin listener and read the whole response.
+    pub async fn admin_call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut req = Request::builder().method(method).uri(format!("http://{}{path}", self.admin));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+        let (parts, body) = guard(self.client.request(req)).await.unwrap().into_parts();
+        (parts.status, parts.headers, guard(body.collect()).await.unwrap().to_bytes())
+    }
+
+    /// Wait until the admin listener reports ready (OIDC keys loaded).
+    pub async fn wait_ready(&self) {
+        guard(async {
+            while self.admin_call(Method::GET, "/readyz", &[], "").await.0 != StatusCode::OK {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+    }
+
     /// Send and read the whole response.
     pub async fn call(
         &self,

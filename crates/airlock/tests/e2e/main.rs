@@ -5,6 +5,8 @@ mod auth;
 mod clients;
 mod faults;
 mod harness;
+mod identity;
+mod idp;
 mod input;
 mod lifecycle;
 mod proxying;
