@@ -271,6 +271,12 @@ async fn messages(
             });
             blocks.push(Block::Text(reply));
         }
+        // The agent ran the tool and sent its result back: finish the turn with it, so a
+        // real agent loop (Claude Code, the Agent SDK) completes one full round trip.
+        "tool_use" if last_tool_result(&request).is_some() => {
+            let result = last_tool_result(&request).unwrap_or_default();
+            blocks.push(Block::Text(format!("The tool returned: {}", result.trim())));
+        }
         "tool_use" => {
             blocks.push(Block::Text("I'll run that command.".to_owned()));
             let command = script.get("command").unwrap_or("echo hello");
@@ -320,6 +326,21 @@ fn last_user_text(request: &Value) -> String {
             .join(" "),
         _ => String::new(),
     }
+}
+
+/// The text of a `tool_result` block in the last user message, if it carries one.
+fn last_tool_result(request: &Value) -> Option<String> {
+    let last = request.get("messages")?.as_array()?.iter().rev().find(|m| m["role"] == "user")?;
+    let result = last["content"].as_array()?.iter().find(|b| b["type"] == "tool_result")?;
+    Some(match &result["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    })
 }
 
 fn usage(output_tokens: u64) -> Value {

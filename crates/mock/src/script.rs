@@ -4,7 +4,9 @@
 //! Keys: `scenario` (text | echo | thinking | tool_use | error | hang | drop | stall |
 //! midstream_error | huge_event | fixture), `text`, `chunk` (characters per text delta), `delay_ms` (before each event),
 //! `status` and `retry_after` (scenario=error), `after` (events before drop/stall/mid-stream
-//! error), `fixture` (a path under the mock's fixtures directory).
+//! error), `fixture` (a path under the mock's fixtures directory), `tool` and `command`
+//! (scenario=tool_use: the tool call to make; once the request carries the tool's result, the
+//! mock ends the turn with a text block quoting it).
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! under attack, fail-closed start, revocation, and `airlock login` / `airlock token`.
 
 use crate::harness::*;
-use crate::idp::{Idp, repo_file};
+use crate::idp::{Idp, airlock_cli, device_login};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use http::{Method, StatusCode};
@@ -357,39 +357,8 @@ async fn login_with_the_device_flow_then_token_refreshes() {
     h.wait_ready().await;
     let dir = std::env::temp_dir().join(format!("airlock-login-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let airlock = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
-        cmd.args(args)
-            .env("AIRLOCK_CONFIG_DIR", &dir)
-            .env("AIRLOCK_LOG", "error")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        cmd
-    };
-    let mut login = airlock(&["login", "--gateway", &h.url("")]).spawn().unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(login.stderr.take().unwrap()));
-    let url = guard(async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("login ended without a URL");
-            if let Some(url) = line.strip_prefix("To sign in, open ") {
-                return url.to_owned();
-            }
-        }
-    })
-    .await;
-    // The person at the browser: confirm the code, sign in as bob, consent.
-    let approve = tokio::process::Command::new("python3")
-        .arg(repo_file("tests/idp/approve_device.py"))
-        .args([&url, "bob"])
-        .output()
-        .await
-        .unwrap();
-    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stdout));
-    let status = guard(login.wait()).await.unwrap();
-    assert!(status.success());
-
+    device_login(&h, &dir, "bob").await;
+    let airlock = |args: &[&str]| airlock_cli(&dir, args);
     let creds_path = dir.join("credentials.json");
     #[cfg(unix)]
     {

@@ -1,9 +1,9 @@
 //! A real OIDC provider for the tests: `tests/idp/oidc_provider.mjs` (panva's oidc-provider),
 //! started per test on a free loopback port and killed when dropped.
 
-use crate::harness::guard;
+use crate::harness::{Harness, guard};
 use airlock_proxy::fetch::Fetcher;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -83,4 +83,41 @@ impl Idp {
         let stats: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         stats[path].as_u64().unwrap_or(0)
     }
+}
+
+/// The `airlock` binary with its credentials in `dir`.
+pub fn airlock_cli(dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(args)
+        .env("AIRLOCK_CONFIG_DIR", dir)
+        .env("AIRLOCK_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// `airlock login --gateway` through the IdP's device flow, with `approve_device.py` as the
+/// person at the browser signing in as `user`. Credentials land in `dir`.
+pub async fn device_login(h: &Harness, dir: &Path, user: &str) {
+    let mut login = airlock_cli(dir, &["login", "--gateway", &h.url("")]).spawn().unwrap();
+    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let url = guard(async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("login ended without a URL");
+            if let Some(url) = line.strip_prefix("To sign in, open ") {
+                return url.to_owned();
+            }
+        }
+    })
+    .await;
+    let approve = tokio::process::Command::new("python3")
+        .arg(repo_file("tests/idp/approve_device.py"))
+        .args([&url, user])
+        .output()
+        .await
+        .unwrap();
+    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stdout));
+    let status = guard(login.wait()).await.unwrap();
+    assert!(status.success(), "airlock login failed");
 }

@@ -1,6 +1,7 @@
 //! The one end-to-end test binary: the real gateway and the mock upstream in-process on
 //! loopback, driven by a raw HTTP client and by the real SDK clients.
 
+mod agents;
 mod auth;
 mod clients;
 mod faults;
