@@ -74,8 +74,9 @@ pub async fn login(dir: &Path, gateway: &str, issuer: Option<&str>) -> anyhow::R
     let uri = text(&start, "verification_uri_complete")
         .or_else(|| text(&start, "verification_uri"))
         .context("no verification URI in the answer")?;
-    let mut interval = start.get("interval").and_then(Value::as_u64).unwrap_or(5).max(1);
-    let expires_in = start.get("expires_in").and_then(Value::as_u64).unwrap_or(600);
+    // Bounded whatever the IdP says: poll every 1-60 s, give up after at most 30 minutes.
+    let mut interval = start.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
+    let expires_in = start.get("expires_in").and_then(Value::as_u64).unwrap_or(600).min(1800);
     eprintln!("To sign in, open {uri}");
     eprintln!("and confirm the code {user_code}");
 
@@ -101,7 +102,7 @@ pub async fn login(dir: &Path, gateway: &str, issuer: Option<&str>) -> anyhow::R
         }
         match text(&body, "error").as_deref() {
             Some("authorization_pending") => {}
-            Some("slow_down") => interval += 5,
+            Some("slow_down") => interval = (interval + 5).min(60),
             Some(e) => bail!("sign-in failed: {e}"),
             None => bail!("sign-in failed: the token endpoint answered {}", answer.status),
         }

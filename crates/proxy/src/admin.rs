@@ -129,7 +129,7 @@ impl Admin {
                 let until = now + gw.session_max_ttl.as_secs().max(86_400);
                 match (str_field(&body, "token_id")?, str_field(&body, "subject")?) {
                     (Some(id), None) => {
-                        gw.revocations.revoke_token(&id, until);
+                        gw.revocations.revoke_token(&id, until, now);
                         tracing::info!(target: "airlock::admin", operator = operator.subject(), token_id = %id, "token revoked");
                         Ok(("admin_revoke_token", json!({"revoked": {"token_id": id}})))
                     }

@@ -2,8 +2,8 @@
 //! (every token of that subject issued at or before the revocation). Checked on every
 //! authenticated request and at the token exchange.
 //!
-//! This is the in-process set; entries expire with the tokens they name (a subject
-//! revocation is kept for the longest lifetime a token can have).
+//! This is the in-process set; entries are forgotten once every token they could name has
+//! expired (the admin API keeps them for at least a day, and at least `max_ttl`).
 
 use airlock_authn::Identity;
 use std::collections::HashMap;
@@ -22,6 +22,14 @@ struct Inner {
     subjects: HashMap<String, (u64, u64)>,
 }
 
+impl Inner {
+    /// Drop entries whose tokens can no longer be valid anyway.
+    fn expire(&mut self, now: u64) {
+        self.tokens.retain(|_, until| *until >= now);
+        self.subjects.retain(|_, (_, until)| *until >= now);
+    }
+}
+
 /// One revocation, as listed by the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revoked {
@@ -30,13 +38,17 @@ pub enum Revoked {
 }
 
 impl Revocations {
-    pub fn revoke_token(&self, token_id: &str, until: u64) {
+    /// Revoke one token until `until`; entries already past their `until` are dropped.
+    pub fn revoke_token(&self, token_id: &str, until: u64, now: u64) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.expire(now);
         inner.tokens.insert(token_id.to_owned(), until);
     }
 
+    /// Revoke every token of `subject` issued at or before `at`, until `until`.
     pub fn revoke_subject(&self, subject: &str, at: u64, until: u64) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.expire(at);
         inner.subjects.insert(subject.to_owned(), (at, until));
     }
 
@@ -47,13 +59,6 @@ impl Revocations {
                 .subjects
                 .get(identity.subject())
                 .is_some_and(|(at, _)| identity.issued_at() <= *at)
-    }
-
-    /// Drop entries whose tokens can no longer be valid anyway.
-    pub fn expire(&self, now: u64) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.tokens.retain(|_, until| *until >= now);
-        inner.subjects.retain(|_, (_, until)| *until >= now);
     }
 
     pub fn list(&self) -> Vec<Revoked> {
@@ -70,5 +75,34 @@ impl Revocations {
             .collect();
         out.sort_by_key(|r| format!("{r:?}"));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_authn::SessionKeys;
+
+    #[test]
+    fn by_token_and_by_subject_and_forgetting() {
+        let keys = SessionKeys::generate().unwrap();
+        let now = 1_800_000_000;
+        let verify = |sub: &str, at: u64| {
+            let t = keys.mint(sub, &[], 600, at).unwrap();
+            (keys.verify(&t.token, at, 3600).unwrap(), t.token_id)
+        };
+        let r = Revocations::default();
+        let (a, a_id) = verify("alice", now);
+        let (b, _) = verify("bob", now - 10);
+        r.revoke_token(&a_id, now + 600, now);
+        r.revoke_subject("bob", now, now + 600);
+        assert!(r.is_revoked(&a) && r.is_revoked(&b));
+        // A token the subject gets after the revocation works again.
+        let (b_later, _) = verify("bob", now + 1);
+        assert!(!r.is_revoked(&b_later));
+        assert_eq!(r.list().len(), 2);
+        // Entries past their horizon are dropped on the next write.
+        r.revoke_token("other", now + 10_000, now + 601);
+        assert_eq!(r.list().len(), 1);
     }
 }
