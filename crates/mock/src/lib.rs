@@ -317,7 +317,12 @@ fn last_user_text(request: &Value) -> String {
     else {
         return String::new();
     };
-    match &last["content"] {
+    joined_text(&last["content"])
+}
+
+/// A content value as text: a string as is, or the `text` of each block, space-joined.
+fn joined_text(content: &Value) -> String {
+    match content {
         Value::String(s) => s.clone(),
         Value::Array(blocks) => blocks
             .iter()
@@ -332,15 +337,7 @@ fn last_user_text(request: &Value) -> String {
 fn last_tool_result(request: &Value) -> Option<String> {
     let last = request.get("messages")?.as_array()?.iter().rev().find(|m| m["role"] == "user")?;
     let result = last["content"].as_array()?.iter().find(|b| b["type"] == "tool_result")?;
-    Some(match &result["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    })
+    Some(joined_text(&result["content"]))
 }
 
 fn usage(output_tokens: u64) -> Value {

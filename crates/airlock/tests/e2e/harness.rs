@@ -163,7 +163,18 @@ impl Harness {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Response<Incoming> {
-        let mut req = Request::builder().method(method).uri(self.url(path));
+        self.send_to(self.addr, method, path, headers, body).await
+    }
+
+    async fn send_to(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response<Incoming> {
+        let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -179,12 +190,8 @@ impl Harness {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, HeaderMap, Bytes) {
-        let mut req = Request::builder().method(method).uri(format!("http://{}{path}", self.admin));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-        let (parts, body) = guard(self.client.request(req)).await.unwrap().into_parts();
+        let (parts, body) =
+            self.send_to(self.admin, method, path, headers, body).await.into_parts();
         (parts.status, parts.headers, guard(body.collect()).await.unwrap().to_bytes())
     }
 
