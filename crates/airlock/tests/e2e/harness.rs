@@ -195,6 +195,18 @@ impl Harness {
         (parts.status, parts.headers, guard(body.collect()).await.unwrap().to_bytes())
     }
 
+    /// Send to the data listener and read the whole response.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let (parts, body) = self.send_to(self.addr, method, path, headers, body).await.into_parts();
+        (parts.status, parts.headers, guard(body.collect()).await.unwrap().to_bytes())
+    }
+
     /// Wait until the admin listener reports ready (OIDC keys loaded).
     pub async fn wait_ready(&self) {
         guard(async {
@@ -203,20 +215,6 @@ impl Harness {
             }
         })
         .await
-    }
-
-    /// Send and read the whole response.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> (StatusCode, HeaderMap, Bytes) {
-        let r = self.send(method, path, headers, body).await;
-        let (parts, body) = r.into_parts();
-        let bytes = guard(body.collect()).await.unwrap().to_bytes();
-        (parts.status, parts.headers, bytes)
     }
 
     /// Open a scripted streaming request; the body is left for the test to read (or drop).
