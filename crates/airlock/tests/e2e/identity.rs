@@ -271,7 +271,7 @@ async fn authorization_header_rules() {
     let big = format!("Bearer {}.{}.{}", "a".repeat(4000), "b".repeat(4000), "c".repeat(400));
     let (status, _, _) =
         h.call(Method::POST, "/v1/messages", &[("authorization", &big), JSON], SIMPLE).await;
-    assert_eq!(status, 401, "an oversized token is refused before decoding");
+    assert_eq!(status, 401, "an oversized bearer is refused");
     assert!(h.mock.received().len() == 1);
 }
 
