@@ -189,9 +189,9 @@ mod tests {
                 let _ = s.read(&mut buf).await;
                 let _ = s.write_all(answer.as_bytes()).await;
             }
-            // Accept and never answer.
+            // Accept and never answer: hold the socket until the test ends.
             let (_s, _) = listener.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            std::future::pending::<()>().await;
         });
         let url = format!("http://127.0.0.1:{}/jwks", addr.port());
         assert!(matches!(f.get(&url).await, Err(FetchError::Redirect(_))));

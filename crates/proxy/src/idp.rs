@@ -190,6 +190,8 @@ async fn discover(fetcher: &Fetcher, url: &str, issuer: &str) -> Result<Endpoint
 pub struct Issuers {
     list: Vec<Arc<Issuer>>,
     fetcher: Arc<Fetcher>,
+    /// Bumped after every successful refresh, so waiters can re-check readiness.
+    loaded: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Issuers {
@@ -197,6 +199,7 @@ impl Issuers {
         Issuers {
             list: configs.iter().cloned().map(|c| Arc::new(Issuer::new(c))).collect(),
             fetcher,
+            loaded: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -213,16 +216,26 @@ impl Issuers {
         self.list.iter().all(|i| i.keys().is_some())
     }
 
+    /// Resolves once [`Issuers::ready`] holds (at once when it already does).
+    pub async fn wait_ready(&self) {
+        let mut loaded = self.loaded.subscribe();
+        let _ = loaded.wait_for(|_| self.ready()).await;
+    }
+
     /// Start one refresher per issuer; they stop when `stop` resolves to true.
     pub fn spawn_refreshers(&self, stop: tokio::sync::watch::Receiver<bool>) {
         for issuer in &self.list {
             let (issuer, fetcher, mut stop) = (issuer.clone(), self.fetcher.clone(), stop.clone());
+            let loaded = self.loaded.clone();
             tokio::spawn(async move {
                 loop {
                     let wait = {
                         let _one_at_a_time = issuer.refreshing.lock().await;
                         match issuer.refresh(&fetcher).await {
-                            Ok(()) => issuer.config.jwks_refresh,
+                            Ok(()) => {
+                                loaded.send_modify(|n| *n += 1);
+                                issuer.config.jwks_refresh
+                            }
                             Err(e) => {
                                 tracing::warn!(target: "airlock::idp", issuer = %issuer.config.issuer, error = %e, "JWKS refresh failed; keeping the last good key set");
                                 // Retry sooner than a full period, but never in a tight loop.

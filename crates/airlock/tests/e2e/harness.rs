@@ -67,6 +67,7 @@ pub struct Harness {
     pub mock: Arc<MockState>,
     pub keys: Arc<SessionKeys>,
     pub records: Arc<Records>,
+    pub issuers: Arc<airlock_proxy::idp::Issuers>,
     shutdown: Option<oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -124,6 +125,7 @@ impl Harness {
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
+        let issuers = gateway.issuers.clone();
         let stopped =
             tokio::spawn(airlock_proxy::run(Arc::new(gateway), data, admin, async move {
                 let _ = rx.await;
@@ -135,6 +137,7 @@ impl Harness {
             mock,
             keys,
             records,
+            issuers,
             shutdown: Some(tx),
             stopped: Some(stopped),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -207,14 +210,10 @@ impl Harness {
         (parts.status, parts.headers, guard(body.collect()).await.unwrap().to_bytes())
     }
 
-    /// Wait until the admin listener reports ready (OIDC keys loaded).
+    /// Wait until every OIDC issuer's keys are loaded, then check the admin listener agrees.
     pub async fn wait_ready(&self) {
-        guard(async {
-            while self.admin_call(Method::GET, "/readyz", &[], "").await.0 != StatusCode::OK {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
+        guard(self.issuers.wait_ready()).await;
+        assert_eq!(self.admin_call(Method::GET, "/readyz", &[], "").await.0, StatusCode::OK);
     }
 
     /// Open a scripted streaming request; the body is left for the test to read (or drop).

@@ -206,6 +206,8 @@ async fn header_key_hints_make_no_outbound_request() {
     for _ in 0..3 {
         assert_eq!(messages_with(&h, &forge(header.clone(), claims_for(&idp))).await, 401);
     }
+    // Any fetch would have happened inside the request path, before the 401 was sent, so a
+    // connection would already sit in the listener's backlog; the short wait is only slack.
     let accepted = tokio::time::timeout(std::time::Duration::from_millis(300), trap.accept()).await;
     assert!(accepted.is_err(), "the gateway connected to a URL named in a token header");
 }
@@ -213,14 +215,15 @@ async fn header_key_hints_make_no_outbound_request() {
 #[tokio::test]
 async fn an_unreachable_idp_keeps_the_gateway_not_ready_and_closed() {
     // J-24: no keys at start → not ready, and IdP tokens are refused (never accepted blind).
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    // The "IdP" accepts a connection and hangs up: discovery fails. Waiting for that accept
+    // proves the gateway tried (and failed) before readiness is checked.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", dead.local_addr().unwrap());
     let cfg = format!(
         "identity:\n  oidc:\n    - issuer: {issuer}\n      audience: urn:airlock\n      accept_direct: true\n      algorithms: [ES256]\n"
     );
     let h = Harness::start_with(&cfg).await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(guard(dead.accept()).await.unwrap());
     let (status, _, body) = h.admin_call(Method::GET, "/readyz", &[], "").await;
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     let token = forge(
