@@ -200,7 +200,7 @@ impl Admin {
             gw.keys.verify(token, (gw.clock)(), gw.session_max_ttl.as_secs()).map_err(|_| {
                 Rejection::unauthenticated("invalid credentials").with_reason("admin_invalid_token")
             })?;
-        if gw.revoked(&identity) {
+        if gw.revocations.is_revoked(&identity) {
             return Err(
                 Rejection::unauthenticated("invalid credentials").with_reason("token_revoked")
             );

@@ -97,7 +97,7 @@ pub async fn authenticate(
         )
         .with_reason("not_a_session_token"));
     };
-    if gw.revoked(&identity) {
+    if gw.revocations.is_revoked(&identity) {
         return Err(invalid("token_revoked"));
     }
     note(record, &identity);
@@ -120,7 +120,7 @@ pub async fn exchange(
     let now = (gw.clock)();
     let idp = gw.issuers.verify(token, now, false).await.map_err(|e| invalid(e.reason()))?;
     note(record, &idp);
-    if gw.revoked(&idp) {
+    if gw.revocations.is_revoked(&idp) {
         return Err(invalid("token_revoked"));
     }
     // Never longer than configured, and never beyond the IdP token's own expiry.

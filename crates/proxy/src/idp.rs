@@ -18,25 +18,15 @@ use airlock_authn::oidc::{IdpError, IssuerRules, KeySet, peek};
 use airlock_config::OidcIssuer;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Distinct unknown kids remembered (each for one cooldown).
 const NEGATIVE_KIDS: usize = 1024;
 
-/// Endpoints from an issuer's discovery document.
-#[derive(Debug, Clone, Default)]
-pub struct Endpoints {
-    pub jwks_uri: String,
-    pub token_endpoint: Option<String>,
-    pub device_authorization_endpoint: Option<String>,
-}
-
 #[derive(Debug)]
 struct Loaded {
     keys: Arc<KeySet>,
-    endpoints: Endpoints,
     at: Instant,
 }
 
@@ -50,7 +40,6 @@ pub struct Issuer {
     refreshing: tokio::sync::Mutex<()>,
     last_forced: Mutex<Option<Instant>>,
     unknown_kids: Mutex<HashMap<String, Instant>>,
-    jwks_fetches: AtomicU64,
 }
 
 impl Issuer {
@@ -62,7 +51,6 @@ impl Issuer {
             refreshing: tokio::sync::Mutex::new(()),
             last_forced: Mutex::new(None),
             unknown_kids: Mutex::new(HashMap::new()),
-            jwks_fetches: AtomicU64::new(0),
         }
     }
 
@@ -75,25 +63,14 @@ impl Issuer {
             .map(|l| l.keys.clone())
     }
 
-    pub fn endpoints(&self) -> Option<Endpoints> {
-        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
-        loaded.as_ref().map(|l| l.endpoints.clone())
-    }
-
-    /// JWK set fetches so far (for tests and metrics).
-    pub fn jwks_fetches(&self) -> u64 {
-        self.jwks_fetches.load(Ordering::Relaxed)
-    }
-
     /// Fetch discovery and keys now; on success the new set replaces the old one.
     async fn refresh(&self, fetcher: &Fetcher) -> Result<(), RefreshError> {
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             self.config.issuer.trim_end_matches('/')
         );
-        let endpoints = discover(fetcher, &discovery_url, &self.config.issuer).await?;
-        self.jwks_fetches.fetch_add(1, Ordering::Relaxed);
-        let answer = fetcher.get(&endpoints.jwks_uri).await?;
+        let jwks_uri = discover(fetcher, &discovery_url, &self.config.issuer).await?;
+        let answer = fetcher.get(&jwks_uri).await?;
         if !answer.status.is_success() {
             return Err(RefreshError::Status(answer.status.as_u16()));
         }
@@ -102,7 +79,7 @@ impl Issuer {
             tracing::warn!(target: "airlock::idp", issuer = %self.config.issuer, "JWK skipped: {why}");
         }
         let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
-        *loaded = Some(Loaded { keys: Arc::new(keys), endpoints, at: Instant::now() });
+        *loaded = Some(Loaded { keys: Arc::new(keys), at: Instant::now() });
         Ok(())
     }
 
@@ -158,31 +135,27 @@ enum RefreshError {
     Jwks(airlock_authn::oidc::JwksError),
 }
 
-async fn discover(fetcher: &Fetcher, url: &str, issuer: &str) -> Result<Endpoints, RefreshError> {
+/// The issuer's `jwks_uri`, from its discovery document. (`airlock login` reads the same
+/// document itself for the device and token endpoints; the gateway needs only the keys.)
+async fn discover(fetcher: &Fetcher, url: &str, issuer: &str) -> Result<String, RefreshError> {
     let answer = fetcher.get(url).await?;
     if !answer.status.is_success() {
         return Err(RefreshError::Status(answer.status.as_u16()));
     }
     let doc: Value =
         serde_json::from_slice(&answer.body).map_err(|_| RefreshError::Discovery("not JSON"))?;
-    let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
     // OIDC Discovery §4.3: the document's issuer must be exactly the one we asked about.
-    if field("issuer").as_deref() != Some(issuer) {
+    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
         return Err(RefreshError::Discovery("its issuer differs from the configured one"));
     }
-    let secure = |u: &Option<String>| u.as_deref().is_none_or(airlock_config::is_https_or_loopback);
-    let endpoints = Endpoints {
-        jwks_uri: field("jwks_uri").ok_or(RefreshError::Discovery("no jwks_uri"))?,
-        token_endpoint: field("token_endpoint"),
-        device_authorization_endpoint: field("device_authorization_endpoint"),
-    };
-    if !airlock_config::is_https_or_loopback(&endpoints.jwks_uri)
-        || !secure(&endpoints.token_endpoint)
-        || !secure(&endpoints.device_authorization_endpoint)
-    {
-        return Err(RefreshError::Discovery("an endpoint is not https"));
+    let jwks_uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or(RefreshError::Discovery("no jwks_uri"))?;
+    if !airlock_config::is_https_or_loopback(jwks_uri) {
+        return Err(RefreshError::Discovery("jwks_uri is not https"));
     }
-    Ok(endpoints)
+    Ok(jwks_uri.to_owned())
 }
 
 /// Every configured issuer.

@@ -19,7 +19,7 @@ pub mod revoke;
 pub mod route;
 pub mod upstream;
 
-use airlock_authn::{Identity, SessionKeys};
+use airlock_authn::SessionKeys;
 use airlock_config::{Config, Limits, Secret};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -123,10 +123,6 @@ impl Gateway {
             request_ids: RequestIds::new(),
             upstream_key,
         })
-    }
-
-    pub(crate) fn revoked(&self, identity: &Identity) -> bool {
-        self.revocations.is_revoked(identity)
     }
 
     pub(crate) fn upstream_key_bytes(&self) -> &[u8] {

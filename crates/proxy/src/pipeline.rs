@@ -94,18 +94,8 @@ async fn run(
 
     // Route first: unknown paths are answered without touching credentials or the body.
     let route = route(&parts.method, parts.uri.path())?;
-    // Credentials travel in headers only: a token in the URL ends up in logs and histories
-    // (RFC 6750 §2.3), so such a request is refused and the query is never logged.
-    if parts.uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|p| p.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token")))
-    }) {
-        return Err(Rejection::bad_request(
-            "credentials are not accepted in the query string; send them in a header",
-            "token_in_query",
-        ));
-    }
     record.data.route = route.name();
+    check_query(parts.uri.query())?;
 
     // Authenticate before reading the body, so anonymous callers cannot make us buffer.
     let _identity = crate::auth::authenticate(gw, &parts.headers, record).await?;
@@ -149,6 +139,22 @@ fn check_header_size(headers: &HeaderMap) -> Result<(), Rejection> {
             "headers_too_large",
         )
         .with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    }
+    Ok(())
+}
+
+/// Credentials travel in headers only: a token in the URL ends up in logs and histories
+/// (RFC 6750 §2.3), so such a request is refused (and the query is never logged).
+fn check_query(query: Option<&str>) -> Result<(), Rejection> {
+    let has_token = query.is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token")))
+    });
+    if has_token {
+        return Err(Rejection::bad_request(
+            "credentials are not accepted in the query string; send them in a header",
+            "token_in_query",
+        ));
     }
     Ok(())
 }

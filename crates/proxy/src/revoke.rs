@@ -31,7 +31,7 @@ impl Inner {
 }
 
 /// One revocation, as listed by the admin API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Revoked {
     Token { token_id: String, until: u64 },
     Subject { subject: String, at: u64, until: u64 },
@@ -73,7 +73,7 @@ impl Revocations {
                 until: *until,
             }))
             .collect();
-        out.sort_by_key(|r| format!("{r:?}"));
+        out.sort();
         out
     }
 }

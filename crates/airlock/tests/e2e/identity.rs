@@ -276,6 +276,21 @@ async fn authorization_header_rules() {
         h.call(Method::POST, "/v1/messages", &[("authorization", &big), JSON], SIMPLE).await;
     assert_eq!(status, 401, "an oversized bearer is refused");
     assert!(h.mock.received().len() == 1);
+    let records = h.records.wait_for(5).await;
+    let reasons: Vec<(&str, &str)> = records.iter().map(|r| (r.route, r.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("messages", "completed"),
+            ("messages", "duplicate_authorization"),
+            ("messages", "token_in_query"),
+            ("-", "headers_too_large"),
+            ("messages", "not_a_session_token"),
+        ]
+    );
+    for r in &records {
+        assert!(!format!("{r:?}").contains(&t), "a token reached a record");
+    }
 }
 
 #[tokio::test]
