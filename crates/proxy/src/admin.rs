@@ -196,15 +196,7 @@ impl Admin {
     fn operator(&self, headers: &http::HeaderMap) -> Result<Identity, Rejection> {
         let gw = &self.gateway;
         let token = crate::auth::credential(headers, false)?;
-        let identity =
-            gw.keys.verify(token, (gw.clock)(), gw.session_max_ttl.as_secs()).map_err(|_| {
-                Rejection::unauthenticated("invalid credentials").with_reason("admin_invalid_token")
-            })?;
-        if gw.revocations.is_revoked(&identity) {
-            return Err(
-                Rejection::unauthenticated("invalid credentials").with_reason("token_revoked")
-            );
-        }
+        let identity = crate::auth::session(gw, token, (gw.clock)())?;
         if !identity.groups().iter().any(|g| gw.admin_groups.contains(g)) {
             return Err(Rejection::new(
                 airlock_wire::ErrorType::Permission,

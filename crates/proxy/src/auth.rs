@@ -41,7 +41,7 @@ pub(crate) fn credential(headers: &HeaderMap, allow_api_key: bool) -> Result<&st
         (None, None) => Err(Rejection::unauthenticated(if allow_api_key {
             "missing credentials: send an Airlock session token as x-api-key or Authorization: Bearer"
         } else {
-            "missing credentials: send the identity provider's token as Authorization: Bearer"
+            "missing credentials: send a token as Authorization: Bearer"
         })
         .with_reason("missing_credentials")),
         (Some(Err(_)), _) | (_, Some(Err(_))) | (_, Some(Ok(""))) | (Some(Ok("")), _) => Err(
@@ -76,6 +76,23 @@ pub async fn authenticate(
     let token = credential(headers, true)?;
     let now = (gw.clock)();
     let identity = if is_session_token(token) {
+        session(gw, token, now)?
+    } else if gw.issuers.all().iter().any(|i| i.config.accept_direct) {
+        let idp = gw.issuers.verify(token, now, true).await.map_err(|e| invalid(e.reason()))?;
+        not_revoked(gw, idp)?
+    } else {
+        return Err(Rejection::unauthenticated(
+            "invalid credentials: this gateway accepts only Airlock session tokens",
+        )
+        .with_reason("not_a_session_token"));
+    };
+    note(record, &identity);
+    Ok(identity)
+}
+
+/// Verify a session token (signature, kind, lifetime) and check it is not revoked.
+pub(crate) fn session(gw: &Gateway, token: &str, now: u64) -> Result<Identity, Rejection> {
+    let identity =
         gw.keys.verify(token, now, gw.session_max_ttl.as_secs()).map_err(|e| match e {
             TokenError::Expired => Rejection::unauthenticated(
                 "session token expired: get a fresh one with `airlock token`",
@@ -88,19 +105,14 @@ pub async fn authenticate(
             TokenError::LifetimeTooLong => invalid("session_lifetime_too_long"),
             TokenError::BadSignature => invalid("session_bad_signature"),
             _ => invalid("session_invalid"),
-        })?
-    } else if gw.issuers.all().iter().any(|i| i.config.accept_direct) {
-        gw.issuers.verify(token, now, true).await.map_err(|e| invalid(e.reason()))?
-    } else {
-        return Err(Rejection::unauthenticated(
-            "invalid credentials: this gateway accepts only Airlock session tokens",
-        )
-        .with_reason("not_a_session_token"));
-    };
+        })?;
+    not_revoked(gw, identity)
+}
+
+fn not_revoked(gw: &Gateway, identity: Identity) -> Result<Identity, Rejection> {
     if gw.revocations.is_revoked(&identity) {
         return Err(invalid("token_revoked"));
     }
-    note(record, &identity);
     Ok(identity)
 }
 
@@ -120,9 +132,7 @@ pub async fn exchange(
     let now = (gw.clock)();
     let idp = gw.issuers.verify(token, now, false).await.map_err(|e| invalid(e.reason()))?;
     note(record, &idp);
-    if gw.revocations.is_revoked(&idp) {
-        return Err(invalid("token_revoked"));
-    }
+    let idp = not_revoked(gw, idp)?;
     // Never longer than configured, and never beyond the IdP token's own expiry.
     let ttl = gw.session_ttl.as_secs().min(gw.session_max_ttl.as_secs());
     let ttl = ttl.min(idp.expires_at().saturating_sub(now));
