@@ -77,6 +77,21 @@ impl SessionKeys {
     pub fn kid(&self) -> &str {
         &self.kid
     }
+
+    /// The raw 32-byte Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.pair.public_key().as_ref());
+        out
+    }
+
+    /// An Ed25519 signature over `message` (the same key type signs audit checkpoints, with
+    /// its own key file).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(message).as_ref());
+        out
+    }
 }
 
 fn to_pem(der: &[u8]) -> String {
