@@ -28,6 +28,7 @@ pub struct SessionKeys {
     pub(crate) pair: Ed25519KeyPair,
     pub(crate) kid: String,
     pub(crate) rng: SystemRandom,
+    pkcs8: Vec<u8>,
 }
 
 impl std::fmt::Debug for SessionKeys {
@@ -71,11 +72,16 @@ impl SessionKeys {
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).ok()?;
         let digest = ring::digest::digest(&ring::digest::SHA256, pair.public_key().as_ref());
         let kid = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Some(SessionKeys { pair, kid, rng: SystemRandom::new() })
+        Some(SessionKeys { pair, kid, rng: SystemRandom::new(), pkcs8: der.to_vec() })
     }
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The key as the PEM text it is stored as.
+    pub fn to_pem(&self) -> String {
+        to_pem(self.pkcs8.as_ref())
     }
 
     /// The raw 32-byte Ed25519 public key.

@@ -1,0 +1,356 @@
+//! The audit writer: one thread per gateway that owns the chain head, seals entries and
+//! commits them in groups.
+//!
+//! Group commit: while one transaction commits (one fsync), new entries queue; the next
+//! transaction takes everything queued (up to `max_batch`). Latency is one commit, throughput
+//! is many entries per fsync. A caller that must not go on before its entry is durable awaits
+//! [`Writer::append`]; others use [`Writer::append_detached`].
+//!
+//! Checkpoints are signed every `checkpoint_every` entries or `checkpoint_interval`, also
+//! when idle, and at start and stop; each is stored, appended to the checkpoint file (one JSON
+//! line, fsynced) and handed to `on_checkpoint` (the gateway's webhook).
+//!
+//! On start the writer resumes its chain from the store and appends an `interrupted` entry
+//! for every forwarded request whose response was never recorded (the gateway stopped).
+//!
+//! After a failed commit the connection is dropped and a new one opened for the next batch
+//! (a failed fsync is never retried on the same handle); until a commit succeeds again the
+//! writer reports itself unhealthy.
+
+use crate::{Store, StoreError};
+use airlock_audit::{Chain, Checkpoint, Draft, Kind};
+use airlock_authn::SessionKeys;
+use airlock_config::StoreUrl;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// When a request's entries must be durable (`audit.durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The request entry commits before the upstream call; the response follows.
+    Request,
+    /// As `Request`, and the response is released only once its entry commits.
+    Strict,
+    /// Nothing waits; the last group can be lost in a crash.
+    Batch,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub chain: String,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    /// Checkpoints are also appended here, one JSON line each (`{"chain":…,"note":…}`).
+    pub checkpoint_file: Option<PathBuf>,
+    pub max_batch: usize,
+}
+
+/// Why an entry was not committed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("audit entry not committed: {0}")]
+pub struct WriteError(pub String);
+
+type Done = oneshot::Sender<Result<(), WriteError>>;
+
+enum Job {
+    Append(Box<Draft>, Option<Done>),
+    Stop,
+}
+
+/// A handle on the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+    state: Arc<State>,
+}
+
+struct State {
+    depth: AtomicUsize,
+    healthy: AtomicBool,
+    chain: String,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("chain", &self.state.chain).finish_non_exhaustive()
+    }
+}
+
+pub type CheckpointHook = Box<dyn Fn(&str) + Send>;
+
+impl Writer {
+    /// Open the store, claim the chain, recover it, and start the writer thread.
+    pub fn start(
+        url: &StoreUrl,
+        key: SessionKeys,
+        options: WriterOptions,
+        on_checkpoint: Option<CheckpointHook>,
+    ) -> Result<Writer, StoreError> {
+        let mut w = Worker::open(url.clone(), key, options.clone(), on_checkpoint)?;
+        w.recover()?;
+        w.checkpoint();
+        let (tx, rx) = mpsc::channel();
+        let state = Arc::new(State {
+            depth: AtomicUsize::new(0),
+            healthy: AtomicBool::new(true),
+            chain: options.chain.clone(),
+            thread: Mutex::new(None),
+        });
+        let thread_state = state.clone();
+        let handle = std::thread::Builder::new()
+            .name("airlock-audit".into())
+            .spawn(move || w.run(rx, &thread_state))
+            .map_err(|e| StoreError::Setup(format!("cannot start the audit writer: {e}")))?;
+        *state.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(Writer { tx, state })
+    }
+
+    /// Queue `draft` and wait until it is committed.
+    pub async fn append(&self, draft: Draft) -> Result<(), WriteError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Job::Append(Box::new(draft), Some(done)))?;
+        wait.await.unwrap_or_else(|_| Err(WriteError("the audit writer stopped".into())))
+    }
+
+    /// Queue `draft` without waiting; it commits with the next group.
+    pub fn append_detached(&self, draft: Draft) {
+        if self.send(Job::Append(Box::new(draft), None)).is_err() {
+            tracing::error!(target: "airlock::audit", "audit writer stopped; entry lost");
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<(), WriteError> {
+        self.state.depth.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(job).map_err(|_| {
+            self.state.depth.fetch_sub(1, Ordering::Relaxed);
+            WriteError("the audit writer stopped".into())
+        })
+    }
+
+    /// Entries queued and not yet committed.
+    pub fn depth(&self) -> usize {
+        self.state.depth.load(Ordering::Relaxed)
+    }
+
+    /// False after a failed commit, until one succeeds again.
+    pub fn healthy(&self) -> bool {
+        self.state.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn chain(&self) -> &str {
+        &self.state.chain
+    }
+
+    /// Commit what is queued, write a final checkpoint, and stop the thread.
+    pub fn close(&self) {
+        let _ = self.tx.send(Job::Stop);
+        let handle = self.state.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+struct Worker {
+    url: StoreUrl,
+    store: Option<Store>,
+    key: SessionKeys,
+    options: WriterOptions,
+    chain: Chain,
+    checkpoints: u64,
+    last_note: Option<String>,
+    last_checkpoint: Instant,
+    since_checkpoint: u64,
+    on_checkpoint: Option<CheckpointHook>,
+}
+
+fn now_ms() -> i64 {
+    crate::now_ms()
+}
+
+impl Worker {
+    fn open(
+        url: StoreUrl,
+        key: SessionKeys,
+        options: WriterOptions,
+        on_checkpoint: Option<CheckpointHook>,
+    ) -> Result<Worker, StoreError> {
+        let mut worker = Worker {
+            store: None,
+            url,
+            key,
+            chain: Chain::start(&options.chain),
+            options,
+            checkpoints: 0,
+            last_note: None,
+            last_checkpoint: Instant::now(),
+            since_checkpoint: 0,
+            on_checkpoint,
+        };
+        worker.connect()?;
+        Ok(worker)
+    }
+
+    /// (Re)connect, claim the chain, and read its head and last checkpoint.
+    fn connect(&mut self) -> Result<&mut Store, StoreError> {
+        self.store = None;
+        let mut store = Store::open(&self.url)?;
+        store.lock_chain(&self.options.chain)?;
+        if let Some((seq, head)) = store.head(&self.options.chain)? {
+            self.chain = Chain { name: self.options.chain.clone(), seq, head };
+        }
+        if let Some((n, note)) = store.last_checkpoint(&self.options.chain)? {
+            self.checkpoints = n;
+            self.last_note = Some(note);
+        }
+        Ok(self.store.insert(store))
+    }
+
+    fn recover(&mut self) -> Result<(), StoreError> {
+        let store = self.store.as_mut().ok_or_else(|| StoreError::Db("not connected".into()))?;
+        let unfinished = store.unfinished(&self.options.chain)?;
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            target: "airlock::audit",
+            count = unfinished.len(),
+            "forwarded requests whose response was never recorded (the gateway stopped); marking them interrupted"
+        );
+        let drafts: Vec<Draft> = unfinished
+            .into_iter()
+            .map(|(request_id, index)| Draft {
+                kind: Kind::Interrupted,
+                request_id,
+                at_ms: now_ms(),
+                index,
+                detail: serde_json::json!({
+                    "outcome": "interrupted",
+                    "reason": "the gateway stopped before the response was recorded",
+                }),
+            })
+            .collect();
+        let (sealed, next) = self.chain.seal(&drafts);
+        store.append(&sealed)?;
+        self.chain = next;
+        Ok(())
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Job>, state: &State) {
+        loop {
+            let wait =
+                self.options.checkpoint_interval.saturating_sub(self.last_checkpoint.elapsed());
+            let mut batch = Vec::new();
+            let mut stop = false;
+            match rx.recv_timeout(wait) {
+                Ok(job) => {
+                    let mut next = Some(job);
+                    while let Some(job) = next {
+                        match job {
+                            Job::Append(draft, done) => batch.push((*draft, done)),
+                            Job::Stop => stop = true,
+                        }
+                        next = if stop || batch.len() >= self.options.max_batch {
+                            None
+                        } else {
+                            rx.try_recv().ok()
+                        };
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            if !batch.is_empty() {
+                let n = batch.len();
+                self.commit(batch, state);
+                state.depth.fetch_sub(n, Ordering::Relaxed);
+            }
+            if stop
+                || self.since_checkpoint >= self.options.checkpoint_every
+                || self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
+            {
+                self.checkpoint();
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<(Draft, Option<Done>)>, state: &State) {
+        let (drafts, dones): (Vec<Draft>, Vec<Option<Done>>) = batch.into_iter().unzip();
+        let result = self.try_commit(&drafts).map_err(|e| WriteError(e.to_string()));
+        state.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(target: "airlock::audit", error = %e, entries = drafts.len(), "audit commit failed");
+        }
+        for done in dones.into_iter().flatten() {
+            let _ = done.send(result.clone());
+        }
+    }
+
+    fn try_commit(&mut self, drafts: &[Draft]) -> Result<(), StoreError> {
+        if self.store.is_none() {
+            self.connect()?;
+        }
+        let (sealed, next) = self.chain.seal(drafts);
+        let store = self.store.as_mut().ok_or_else(|| StoreError::Db("not connected".into()))?;
+        match store.append(&sealed) {
+            Ok(()) => {
+                self.chain = next;
+                self.since_checkpoint += drafts.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Never retry on this handle: the next batch gets a fresh connection (and
+                // re-reads the head, in case this commit landed after all).
+                self.store = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        let checkpoint = Checkpoint {
+            chain: self.chain.name.clone(),
+            size: self.chain.seq,
+            root: self.chain.head.clone(),
+            time: (now_ms() / 1000) as u64,
+            prev: self.last_note.as_deref().map(airlock_audit::note::note_hash),
+        };
+        let note = checkpoint.sign(&self.key);
+        self.last_checkpoint = Instant::now();
+        let Some(store) = self.store.as_mut() else { return };
+        if let Err(e) =
+            store.add_checkpoint(&self.chain.name, self.checkpoints + 1, checkpoint.size, &note)
+        {
+            tracing::error!(target: "airlock::audit", error = %e, "cannot store a checkpoint");
+            self.store = None;
+            return;
+        }
+        self.checkpoints += 1;
+        self.since_checkpoint = 0;
+        if let Some(path) = &self.options.checkpoint_file
+            && let Err(e) = append_line(path, &self.chain.name, &note)
+        {
+            tracing::error!(target: "airlock::audit", error = %e, path = %path.display(), "cannot write the checkpoint file");
+        }
+        if let Some(hook) = &self.on_checkpoint {
+            hook(&note);
+        }
+        self.last_note = Some(note);
+    }
+}
+
+fn append_line(path: &std::path::Path, chain: &str, note: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let line = serde_json::json!({ "chain": chain, "note": note }).to_string();
+    file.write_all(format!("{line}\n").as_bytes())?;
+    file.sync_data()
+}

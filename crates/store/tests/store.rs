@@ -1,0 +1,304 @@
+//! The store on both backends: a temporary SQLite file, and a fresh schema in the PostgreSQL
+//! database at AIRLOCK_TEST_POSTGRES_URL (`.ci/run` and `scripts/test` point it at the local
+//! server).
+
+use airlock_audit::{ChainReport, Draft, Index, Kind, VerifierKey};
+use airlock_authn::SessionKeys;
+use airlock_config::StoreUrl;
+use airlock_store::{Param, Revocation, Store, Writer, WriterOptions, audit};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh SQLite file and a fresh PostgreSQL schema.
+fn backends() -> Vec<StoreUrl> {
+    let dir = std::env::temp_dir().join(unique("airlock-store-"));
+    let sqlite = StoreUrl::Sqlite(dir.join("audit.db"));
+    let pg = std::env::var("AIRLOCK_TEST_POSTGRES_URL")
+        .expect("AIRLOCK_TEST_POSTGRES_URL must name a PostgreSQL database (scripts/test sets it)");
+    let schema = unique("t");
+    let mut admin = postgres::Client::connect(&pg, postgres::NoTls).expect("PostgreSQL reachable");
+    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    let sep = if pg.contains('?') { '&' } else { '?' };
+    vec![sqlite, StoreUrl::Postgres(format!("{pg}{sep}options=-csearch_path%3D{schema}"))]
+}
+
+fn options(chain: &str) -> WriterOptions {
+    WriterOptions {
+        chain: chain.to_owned(),
+        checkpoint_every: 5,
+        checkpoint_interval: Duration::from_secs(3600),
+        checkpoint_file: None,
+        max_batch: 64,
+    }
+}
+
+fn draft(kind: Kind, id: &str, subject: &str) -> Draft {
+    Draft {
+        kind,
+        request_id: id.to_owned(),
+        at_ms: 1_800_000_000_000,
+        index: Index {
+            subject: Some(subject.to_owned()),
+            groups: vec!["eng".into(), "50%_off".into()],
+            model: Some("claude-x".into()),
+            decision: Some("allow".into()),
+            rules: vec!["r1".into()],
+            status: (kind != Kind::Request).then_some(200),
+        },
+        detail: serde_json::json!({ "route": "messages" }),
+    }
+}
+
+/// Start a writer on `url`, write `n` requests (request + response entries), close it.
+fn write_requests(url: &StoreUrl, key: &SessionKeys, chain: &str, n: usize) {
+    let key = SessionKeys::from_pem(&key.to_pem()).unwrap();
+    let writer = Writer::start(url, key, options(chain), None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        for i in 0..n {
+            writer.append(draft(Kind::Request, &format!("r{i}"), "alice")).await.unwrap();
+            writer.append_detached(draft(Kind::Response, &format!("r{i}"), "alice"));
+        }
+    });
+    writer.close();
+}
+
+fn verify(url: &StoreUrl, key: &SessionKeys, external: &[String]) -> Vec<ChainReport> {
+    let mut store = Store::open(url).unwrap();
+    audit::verify(&mut store, &[VerifierKey::of(key)], external).unwrap()
+}
+
+/// The first problem's sequence number (Some(None) = a problem not tied to an entry).
+fn first_bad(reports: &[ChainReport]) -> Option<Option<u64>> {
+    reports.iter().find_map(|r| r.problem.as_ref().map(|p| p.seq))
+}
+
+#[test]
+fn written_chains_verify_and_are_searchable() {
+    for url in backends() {
+        let key = SessionKeys::generate().unwrap();
+        let chain = unique("c");
+        write_requests(&url, &key, &chain, 12);
+        let reports = verify(&url, &key, &[]);
+        assert_eq!(first_bad(&reports), None, "{url:?}: {reports:?}");
+        let report = reports.iter().find(|r| r.chain == chain).unwrap();
+        assert_eq!(report.entries, 24);
+        // Start, every 5 entries, and stop.
+        assert!(report.checkpoints_checked >= 5, "{report:?}");
+        assert!(report.incomplete.is_empty());
+
+        let mut store = Store::open(&url).unwrap();
+        let found = |store: &mut Store, q: airlock_store::Query| store.search(&q).unwrap().len();
+        let all = airlock_store::Query { limit: 1000, ..Default::default() };
+        assert_eq!(found(&mut store, all.clone()), 24);
+        let by = |f: fn(&mut airlock_store::Query)| {
+            let mut q = all.clone();
+            f(&mut q);
+            q
+        };
+        assert_eq!(found(&mut store, by(|q| q.group = Some("eng".into()))), 24);
+        // LIKE wildcards in a group name match only themselves.
+        assert_eq!(found(&mut store, by(|q| q.group = Some("50%_off".into()))), 24);
+        assert_eq!(found(&mut store, by(|q| q.group = Some("%".into()))), 0);
+        assert_eq!(found(&mut store, by(|q| q.group = Some("en".into()))), 0);
+        assert_eq!(found(&mut store, by(|q| q.subject = Some("bob".into()))), 0);
+        assert_eq!(found(&mut store, by(|q| q.request_id = Some("r3".into()))), 2);
+        assert_eq!(found(&mut store, by(|q| q.rule = Some("r1".into()))), 24);
+        assert_eq!(found(&mut store, by(|q| q.since_ms = Some(1_900_000_000_000))), 0);
+    }
+}
+
+/// Each kind of tampering, done with SQL on the stored rows, is reported at its entry.
+#[test]
+fn tampering_is_detected_on_both_stores() {
+    type Tamper = (&'static str, &'static str, Option<Option<u64>>);
+    let cases: &[Tamper] = &[
+        (
+            "edit a body",
+            "UPDATE audit_entries SET body = replace(body, 'messages', 'xessages') WHERE chain = $1 AND seq = 7",
+            Some(Some(7)),
+        ),
+        (
+            "edit a column",
+            "UPDATE audit_entries SET subject = 'mallory' WHERE chain = $1 AND seq = 4",
+            Some(Some(4)),
+        ),
+        (
+            "delete an entry",
+            "DELETE FROM audit_entries WHERE chain = $1 AND seq = 9",
+            Some(Some(9)),
+        ),
+        (
+            "insert an entry",
+            "UPDATE audit_entries SET request_id = 'forged', body = replace(body, '\"r5\"', '\"forged\"') WHERE chain = $1 AND seq = 11",
+            Some(Some(11)),
+        ),
+        (
+            "reorder entries",
+            "UPDATE audit_entries SET seq = 0 - seq WHERE chain = $1 AND seq = 13; UPDATE audit_entries SET seq = 13 WHERE chain = $1 AND seq = 14; UPDATE audit_entries SET seq = 14 WHERE chain = $1 AND seq = -13",
+            Some(Some(13)),
+        ),
+        (
+            "truncate the tail",
+            "DELETE FROM audit_entries WHERE chain = $1 AND seq > 17",
+            Some(Some(18)),
+        ),
+    ];
+    for url in backends() {
+        for (what, sql, expected) in cases {
+            let key = SessionKeys::generate().unwrap();
+            let chain = unique("t");
+            write_requests(&url, &key, &chain, 10);
+            let mut store = Store::open(&url).unwrap();
+            for statement in sql.split("; ") {
+                store.execute(statement, &[Param::Text(chain.clone())]).unwrap();
+            }
+            let reports = verify(&url, &key, &[]);
+            let report: Vec<ChainReport> =
+                reports.into_iter().filter(|r| r.chain == chain).collect();
+            assert_eq!(first_bad(&report), *expected, "{what} on {url:?}: {report:?}");
+        }
+    }
+}
+
+/// A tail truncated together with its stored checkpoints is caught by the checkpoint file.
+#[test]
+fn truncation_with_checkpoints_removed_is_caught_by_the_checkpoint_file() {
+    for url in backends() {
+        let key = SessionKeys::generate().unwrap();
+        let chain = unique("f");
+        let file = std::env::temp_dir().join(unique("checkpoints-")).with_extension("jsonl");
+        let writer = Writer::start(
+            &url,
+            SessionKeys::from_pem(&key.to_pem()).unwrap(),
+            WriterOptions { checkpoint_file: Some(file.clone()), ..options(&chain) },
+            None,
+        )
+        .unwrap();
+        for i in 0..10 {
+            writer.append_detached(draft(Kind::Record, &format!("r{i}"), "alice"));
+        }
+        writer.close();
+        let mut store = Store::open(&url).unwrap();
+        let c = Param::Text(chain.clone());
+        store
+            .execute(
+                "DELETE FROM audit_entries WHERE chain = $1 AND seq > 6",
+                std::slice::from_ref(&c),
+            )
+            .unwrap();
+        store.execute("DELETE FROM audit_checkpoints WHERE chain = $1 AND size > 6", &[c]).unwrap();
+        assert_eq!(first_bad(&verify(&url, &key, &[])), None, "undetectable without the file");
+        let notes: Vec<String> = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["note"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(first_bad(&verify(&url, &key, &notes)), Some(Some(7)));
+        // A checkpoint signed by another key is refused, not ignored.
+        let other = SessionKeys::generate().unwrap();
+        let reports = verify(&url, &other, &[]);
+        assert!(first_bad(&reports).is_some(), "{reports:?}");
+    }
+}
+
+#[test]
+fn a_restart_marks_unrecorded_responses_interrupted() {
+    for url in backends() {
+        let key = SessionKeys::generate().unwrap();
+        let chain = unique("i");
+        let writer = Writer::start(
+            &url,
+            SessionKeys::from_pem(&key.to_pem()).unwrap(),
+            options(&chain),
+            None,
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(writer.append(draft(Kind::Request, "lost", "alice"))).unwrap();
+        writer.close();
+        let report = verify(&url, &key, &[]).into_iter().find(|r| r.chain == chain).unwrap();
+        assert_eq!(report.incomplete, vec!["lost".to_owned()]);
+        // The next start appends `interrupted` for it.
+        Writer::start(&url, SessionKeys::from_pem(&key.to_pem()).unwrap(), options(&chain), None)
+            .unwrap()
+            .close();
+        let report = verify(&url, &key, &[]).into_iter().find(|r| r.chain == chain).unwrap();
+        assert_eq!(report.problem, None);
+        assert!(report.incomplete.is_empty());
+        assert_eq!(report.interrupted, vec!["lost".to_owned()]);
+    }
+}
+
+#[test]
+fn one_writer_per_chain() {
+    for url in backends() {
+        let key = SessionKeys::generate().unwrap();
+        let chain = unique("b");
+        let first = Writer::start(
+            &url,
+            SessionKeys::from_pem(&key.to_pem()).unwrap(),
+            options(&chain),
+            None,
+        )
+        .unwrap();
+        let second = Writer::start(
+            &url,
+            SessionKeys::from_pem(&key.to_pem()).unwrap(),
+            options(&chain),
+            None,
+        );
+        assert!(matches!(second, Err(airlock_store::StoreError::ChainBusy(_))), "{url:?}");
+        first.close();
+    }
+}
+
+#[test]
+fn pruning_keeps_the_chain_verifiable() {
+    for url in backends() {
+        let key = SessionKeys::generate().unwrap();
+        let chain = unique("p");
+        write_requests(&url, &key, &chain, 10);
+        let mut store = Store::open(&url).unwrap();
+        let keys = [VerifierKey::of(&key)];
+        let pruned = audit::prune(&mut store, &keys, u64::MAX).unwrap();
+        let deleted = pruned.iter().find(|(c, _)| *c == chain).map(|(_, n)| *n).unwrap();
+        assert!(deleted >= 15, "pruned to the last checkpoint: {pruned:?}");
+        let report = verify(&url, &key, &[]).into_iter().find(|r| r.chain == chain).unwrap();
+        assert_eq!(report.problem, None, "{report:?}");
+        // A forged anchor does not verify.
+        store
+            .execute(
+                "UPDATE audit_anchors SET note = replace(note, 'time', 'time 1') WHERE chain = $1",
+                &[Param::Text(chain.clone())],
+            )
+            .unwrap();
+        let report = verify(&url, &key, &[]).into_iter().find(|r| r.chain == chain).unwrap();
+        assert!(report.problem.is_some());
+    }
+}
+
+#[test]
+fn revocations_round_trip() {
+    for url in backends() {
+        let mut store = Store::open(&url).unwrap();
+        let value = unique("v");
+        let r = Revocation { kind: "token".into(), value: value.clone(), at_s: 10, until_s: 100 };
+        store.revoke(&r).unwrap();
+        store.revoke(&Revocation { until_s: 200, ..r.clone() }).unwrap();
+        store.revoke(&Revocation { value: unique("old"), until_s: 5, ..r.clone() }).unwrap();
+        let listed = store.revocations(50).unwrap();
+        assert_eq!(listed, vec![Revocation { until_s: 200, ..r }]);
+    }
+}
