@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+mod audit_cmd;
 mod login;
 
 #[derive(Debug, Parser)]
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: Option<TokenCommand>,
     },
+    /// Read, verify and prune the audit log (straight from the store).
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +107,7 @@ enum TokenCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
+
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
@@ -138,6 +145,18 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Login { gateway, issuer } => {
                 login::login(&config_dir()?, &gateway, issuer.as_deref()).await
+            }
+            Command::Audit { command } => {
+                // The store is synchronous: read it on a blocking thread. Exit status 2 when
+                // the command could not run (verify uses 1 for tampering).
+                let status =
+                    tokio::task::spawn_blocking(move || audit_cmd::run(command, load_config))
+                        .await?
+                        .unwrap_or_else(|e| {
+                            eprintln!("error: {e:#}");
+                            2
+                        });
+                std::process::exit(status)
             }
         }
     })
@@ -266,8 +285,10 @@ async fn start_gateway(
     key: Secret,
 ) -> anyhow::Result<(Arc<Gateway>, TcpListener, TcpListener)> {
     let keys = Arc::new(SessionKeys::load_or_create(&config.session.signing_key_file)?);
+    let audit = airlock_proxy::audit::start(config).await.context("cannot start the audit log")?;
     let gateway =
-        Gateway::new(config, keys, key, airlock_proxy::system_clock(), Arc::new(LogSink))?;
+        Gateway::new(config, keys, key, airlock_proxy::system_clock(), Arc::new(LogSink))?
+            .with_audit(audit);
     let data = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -14,8 +14,8 @@ pub mod yaml;
 
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    ApiKeySource, AuditConfig, Config, Limits, OidcIssuer, OnStoreFailure, SessionConfig, StoreUrl,
-    UpstreamConfig, is_https_or_loopback,
+    ApiKeySource, AuditConfig, Config, Durability, Limits, OidcIssuer, OnStoreFailure,
+    SessionConfig, StoreUrl, UpstreamConfig, is_https_or_loopback,
 };
 pub use yaml::{ConfigError, ConfigErrors};
 

@@ -111,9 +111,51 @@ pub enum OnStoreFailure {
     FailOpen,
 }
 
+/// When a request's audit entries must be durable (see docs/audit.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing is forwarded before its request entry commits; the response follows.
+    Request,
+    /// As `Request`, and the response is released only once recorded.
+    Strict,
+    /// Everything within the group-commit window; a crash can lose the last window.
+    Batch,
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub on_store_failure: OnStoreFailure,
+    pub durability: Durability,
+    /// This gateway's chain name; `None`: the host name (or `airlock`).
+    pub instance: Option<String>,
+    /// Ed25519 key that signs checkpoints; `None`: `audit.key` beside the SQLite file, or
+    /// `airlock-data/audit.key`.
+    pub signing_key_file: Option<PathBuf>,
+    /// Checkpoints are also appended here (JSON lines); `None`: `audit-checkpoints.jsonl`
+    /// beside the key. Put it on another volume, or ship it elsewhere.
+    pub checkpoint_file: Option<PathBuf>,
+    /// Checkpoints are also POSTed here (text/plain signed note); https or loopback.
+    pub checkpoint_webhook: Option<String>,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    /// Entries queued for the writer above which new requests are shed (503).
+    pub max_queue: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            on_store_failure: OnStoreFailure::FailClosed,
+            durability: Durability::Request,
+            instance: None,
+            signing_key_file: None,
+            checkpoint_file: None,
+            checkpoint_webhook: None,
+            checkpoint_every: 1000,
+            checkpoint_interval: 60 * SECOND,
+            max_queue: 100_000,
+        }
+    }
 }
 
 /// Bounds at the edge. Every one has a safe default.
@@ -201,25 +243,11 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
     let audit = m
         .field("audit", w, |f, w| {
             let mut a = f.mapping(w)?;
-            let on_store_failure =
-                a.field("on_store_failure", w, |f, w| match f.string(w)?.as_str() {
-                    "fail_closed" => Some(OnStoreFailure::FailClosed),
-                    "fail_open" => Some(OnStoreFailure::FailOpen),
-                    other => {
-                        w.error(
-                            f.span(),
-                            f.path(),
-                            format!("`{other}` is not one of: fail_closed, fail_open"),
-                        );
-                        None
-                    }
-                });
+            let r = read_audit(&mut a, w);
             a.finish(w);
-            Some(AuditConfig {
-                on_store_failure: on_store_failure.unwrap_or(OnStoreFailure::FailClosed),
-            })
+            Some(r)
         })
-        .unwrap_or(AuditConfig { on_store_failure: OnStoreFailure::FailClosed });
+        .unwrap_or_default();
     let limits = m
         .field("limits", w, |f, w| {
             let mut l = f.mapping(w)?;
@@ -347,6 +375,62 @@ fn store_url(f: Field<'_>, w: &mut Walker) -> Option<StoreUrl> {
     }
     w.error(f.span(), f.path(), "expected sqlite://PATH or postgres://...");
     None
+}
+
+fn read_audit(a: &mut Map<'_>, w: &mut Walker) -> AuditConfig {
+    let d = AuditConfig::default();
+    let one_of = |f: Field<'_>, w: &mut Walker, names: &[&str]| -> Option<usize> {
+        let s = f.string(w)?;
+        let found = names.iter().position(|n| *n == s);
+        if found.is_none() {
+            w.error(f.span(), f.path(), format!("`{s}` is not one of: {}", names.join(", ")));
+        }
+        found
+    };
+    let on_store_failure = a
+        .field("on_store_failure", w, |f, w| one_of(f, w, &["fail_closed", "fail_open"]))
+        .map_or(d.on_store_failure, |i| [OnStoreFailure::FailClosed, OnStoreFailure::FailOpen][i]);
+    let durability = a
+        .field("durability", w, |f, w| one_of(f, w, &["request", "strict", "batch"]))
+        .map_or(d.durability, |i| [Durability::Request, Durability::Strict, Durability::Batch][i]);
+    let instance = a.field("instance", w, |f, w| {
+        let s = f.string(w)?;
+        if !airlock_audit::valid_chain_name(&s) {
+            w.error(f.span(), f.path(), "must be 1-64 of A-Z a-z 0-9 . _ -");
+            return None;
+        }
+        Some(s)
+    });
+    let path = |f: Field<'_>, w: &mut Walker| f.non_empty_string(w).map(PathBuf::from);
+    let signing_key_file = a.field("signing_key_file", w, path);
+    let checkpoint_file = a.field("checkpoint_file", w, path);
+    let checkpoint_webhook = a.field("checkpoint_webhook", w, |f, w| {
+        let s = f.non_empty_string(w)?;
+        if !crate::is_https_or_loopback(&s) {
+            w.error(f.span(), f.path(), "must be an https:// URL (http:// only for loopback)");
+            return None;
+        }
+        Some(s)
+    });
+    let checkpoint_every = a
+        .field("checkpoint_every", w, |f, w| f.u64_in(w, 1, 1_000_000))
+        .unwrap_or(d.checkpoint_every);
+    let checkpoint_interval = a
+        .field("checkpoint_interval", w, |f, w| f.duration_in(w, SECOND / 10, 24 * HOUR))
+        .unwrap_or(d.checkpoint_interval);
+    let max_queue =
+        a.field("max_queue", w, |f, w| f.u64_in(w, 100, 10_000_000)).unwrap_or(d.max_queue);
+    AuditConfig {
+        on_store_failure,
+        durability,
+        instance,
+        signing_key_file,
+        checkpoint_file,
+        checkpoint_webhook,
+        checkpoint_every,
+        checkpoint_interval,
+        max_queue,
+    }
 }
 
 fn read_session(m: &mut Map<'_>, w: &mut Walker) -> SessionConfig {
@@ -534,6 +618,12 @@ admin:
   groups: [airlock-admins]
 audit:
   on_store_failure: fail_closed           # or fail_open
+  durability: request                     # or strict, batch
+  instance: gw-1
+  checkpoint_every: 500
+  checkpoint_interval: 30s
+  checkpoint_file: /var/log/airlock/checkpoints.jsonl
+  checkpoint_webhook: https://audit.example.com/checkpoints
 "#;
         let c = crate::parse("x", text).unwrap();
         assert_eq!(c.policy, Some(PathBuf::from("policy.yaml")));
@@ -546,6 +636,26 @@ audit:
             (&[Alg::RS256, Alg::ES256][..], TokenKind::Access)
         );
         assert_eq!((o.leeway, o.jwks_cooldown), (Duration::from_secs(30), Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn audit_settings() {
+        let c = crate::parse("x", "audit:\n  durability: strict\n  instance: gw-2\n").unwrap();
+        assert_eq!(
+            (c.audit.durability, c.audit.instance.as_deref()),
+            (Durability::Strict, Some("gw-2"))
+        );
+        assert_eq!(crate::parse("x", "").unwrap().audit.durability, Durability::Request);
+        assert_eq!(
+            errors(
+                "audit:\n  durability: never\n  instance: a/b\n  checkpoint_webhook: http://example.com\n"
+            ),
+            vec![
+                "2:15 audit.durability: `never` is not one of: request, strict, batch",
+                "3:13 audit.instance: must be 1-64 of A-Z a-z 0-9 . _ -",
+                "4:23 audit.checkpoint_webhook: must be an https:// URL (http:// only for loopback)",
+            ]
+        );
     }
 
     #[test]

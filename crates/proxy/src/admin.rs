@@ -59,6 +59,8 @@ impl Handler for Admin {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
                 } else if !self.gateway.issuers.ready() {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready: OIDC keys not loaded\n")
+                } else if self.gateway.audit.as_ref().is_some_and(|a| !a.healthy()) {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready: audit store failing\n")
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }
@@ -73,7 +75,12 @@ impl Admin {
     async fn api(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let gw = &self.gateway;
         let request_id = gw.request_ids.next();
-        let mut record = RequestRecord::start(request_id.clone(), req.method(), gw.sink.clone());
+        let mut record = RequestRecord::start(
+            request_id.clone(),
+            req.method(),
+            gw.sink.clone(),
+            gw.audit.clone(),
+        );
         record.data.route = "admin";
         let result = self.api_call(req, &mut record).await;
         let response = match result {
@@ -129,11 +136,13 @@ impl Admin {
                 let until = now + gw.session_max_ttl.as_secs().max(86_400);
                 match (str_field(&body, "token_id")?, str_field(&body, "subject")?) {
                     (Some(id), None) => {
+                        persist(gw, "token", &id, now, until).await?;
                         gw.revocations.revoke_token(&id, until, now);
                         tracing::info!(target: "airlock::admin", operator = operator.subject(), token_id = %id, "token revoked");
                         Ok(("admin_revoke_token", json!({"revoked": {"token_id": id}})))
                     }
                     (None, Some(subject)) => {
+                        persist(gw, "subject", &subject, now, until).await?;
                         gw.revocations.revoke_subject(&subject, now, until);
                         tracing::info!(target: "airlock::admin", operator = operator.subject(), subject = %subject, "subject revoked");
                         Ok((
@@ -207,6 +216,30 @@ impl Admin {
         }
         Ok(identity)
     }
+}
+
+/// Write a revocation to the store, so every instance sharing it applies it. If the store
+/// cannot take it, the call fails (the operator must know it did not reach other instances).
+async fn persist(
+    gw: &Gateway,
+    kind: &str,
+    value: &str,
+    at_s: u64,
+    until_s: u64,
+) -> Result<(), Rejection> {
+    let Some(audit) = &gw.audit else { return Ok(()) };
+    let r =
+        airlock_store::Revocation { kind: kind.to_owned(), value: value.to_owned(), at_s, until_s };
+    audit.read(move |s| s.revoke(&r)).await.map_err(|e| {
+        tracing::error!(target: "airlock::admin", error = %e, "cannot store a revocation");
+        Rejection::new(
+            airlock_wire::ErrorType::Api,
+            "the store is unavailable; the revocation was not applied",
+            crate::reject::Fault::Internal,
+            "revocation_not_stored",
+        )
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+    })
 }
 
 async fn read_json(

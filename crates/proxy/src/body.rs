@@ -4,13 +4,18 @@
 //! frame is complete; events completed by one upstream chunk go out together in one frame,
 //! nothing is held longer. (Masking, in a later stage, plugs in between decode and encode.)
 //!
+//! In `strict` audit mode the frame carrying the terminal event (`message_stop` or `error`) is
+//! held until the request's final audit entry commits; if it cannot commit, the client gets
+//! an SSE `error` event instead.
+//!
 //! Invariant: a stream that fails after it started ends with an SSE `error` event, never with
 //! a `message_stop` the upstream did not send.
 //! Invariant: dropping the relay (client gone) drops the upstream body, which closes the
 //! upstream connection: the upstream call is cancelled, and the record says `client_aborted`.
 
+use crate::audit::Pending;
 use crate::record::{Outcome, RequestRecord};
-use airlock_wire::{Decoder, ErrorType};
+use airlock_wire::{Decoder, ErrorType, Usage};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -39,6 +44,10 @@ pub struct SseRelay {
     /// The upstream sent its own `error` event: the client already has the failure.
     upstream_error: bool,
     done: bool,
+    usage: Usage,
+    /// Strict mode: the terminal frame, released once `closing` (its audit entry) commits.
+    held: Option<Bytes>,
+    closing: Option<Pending>,
 }
 
 impl std::fmt::Debug for SseRelay {
@@ -63,6 +72,9 @@ impl SseRelay {
             terminal_seen: false,
             upstream_error: false,
             done: false,
+            usage: Usage::default(),
+            held: None,
+            closing: None,
         }
     }
 
@@ -101,19 +113,36 @@ impl SseRelay {
             return None;
         }
         let mut out = BytesMut::new();
+        let mut terminal = false;
         for event in &events {
             let name = event.effective_name();
             if name == "message_stop" || name == "error" {
+                terminal = !self.terminal_seen;
                 self.terminal_seen = true;
                 self.upstream_error |= name == "error";
             }
+            if let Some(usage) = airlock_wire::usage_of_event(&name, &event.data) {
+                self.usage.update(usage);
+            }
             out.extend_from_slice(&airlock_wire::encode(event));
         }
-        if let Some(r) = &mut self.record {
-            r.data.events += events.len() as u64;
-            r.mark_first_byte();
+        let out = out.freeze();
+        let Some(r) = &mut self.record else { return Some(out) };
+        r.data.events += events.len() as u64;
+        (r.data.input_tokens, r.data.output_tokens) = (self.usage.input, self.usage.output);
+        r.mark_first_byte();
+        if terminal {
+            match self.upstream_error {
+                true => r.finish(Outcome::StreamFailed, "upstream_error_event"),
+                false => r.finish(Outcome::Completed, "completed"),
+            }
+            if let Some(pending) = r.close_strict() {
+                self.held = Some(out);
+                self.closing = Some(pending);
+                return None;
+            }
         }
-        Some(out.freeze())
+        Some(out)
     }
 
     fn on_end(&mut self) -> Option<Bytes> {
@@ -141,6 +170,30 @@ impl Body for SseRelay {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         loop {
+            if let Some(closing) = this.closing.as_mut() {
+                let committed = ready!(closing.as_mut().poll(cx));
+                this.closing = None;
+                let held = this.held.take().unwrap_or_default();
+                let out = match committed {
+                    Ok(()) => held,
+                    Err(_) => {
+                        let request_id = match &mut this.record {
+                            Some(r) => {
+                                r.reopen_after_failed_close();
+                                r.data.request_id.clone()
+                            }
+                            None => String::new(),
+                        };
+                        this.done = true;
+                        airlock_wire::sse_error_event(
+                            ErrorType::Api,
+                            "the response could not be recorded",
+                            &request_id,
+                        )
+                    }
+                };
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
             if this.done {
                 // Deliver the record now rather than when hyper drops the body.
                 this.record.take();

@@ -79,6 +79,12 @@ impl Fetcher {
             .await
     }
 
+    /// POST a `text/plain` body (a signed checkpoint note).
+    pub async fn post_text(&self, url: &str, text: String) -> Result<Fetched, FetchError> {
+        self.send(Method::POST, url, Some((Bytes::from(text), "text/plain; charset=utf-8")), None)
+            .await
+    }
+
     /// POST an `application/x-www-form-urlencoded` body.
     pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Result<Fetched, FetchError> {
         let body: Vec<String> =

@@ -6,6 +6,7 @@
 //! in-process on `127.0.0.1:0`.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod edge;
@@ -89,6 +90,8 @@ pub struct Gateway {
     pub upstream_idle_timeout: Duration,
     pub clock: Clock,
     pub sink: Arc<dyn RecordSink>,
+    /// The audit log; `None` only in tests that do not exercise it.
+    pub audit: Option<audit::Audit>,
     pub request_ids: RequestIds,
     upstream_key: Secret,
 }
@@ -120,9 +123,15 @@ impl Gateway {
             upstream_idle_timeout: config.upstream.idle_timeout,
             clock,
             sink,
+            audit: None,
             request_ids: RequestIds::new(),
             upstream_key,
         })
+    }
+
+    pub fn with_audit(mut self, audit: audit::Audit) -> Gateway {
+        self.audit = Some(audit);
+        self
     }
 
     pub(crate) fn upstream_key_bytes(&self) -> &[u8] {
@@ -134,9 +143,9 @@ impl edge::Handler for Gateway {
     async fn call(
         self: Arc<Self>,
         req: Request<Incoming>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> Response<body::ProxyBody> {
-        pipeline::handle(&self, req).await
+        pipeline::handle(&self, req, peer.ip()).await
     }
 }
 
@@ -168,6 +177,18 @@ pub async fn run(
         ready.ready.store(false, Ordering::Release);
         let _ = tx.send(true);
     });
-    edge::serve(data, gateway, &limits, stop(rx)).await;
+    if let Some(audit) = gateway.audit.clone() {
+        tokio::spawn(revoke::follow_store(
+            audit,
+            gateway.revocations.clone(),
+            gateway.clock.clone(),
+            stop(rx.clone()),
+        ));
+    }
+    edge::serve(data, gateway.clone(), &limits, stop(rx)).await;
     let _ = admin_task.await;
+    // Every request has ended: commit what is queued and sign a last checkpoint.
+    if let Some(audit) = gateway.audit.clone() {
+        let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+    }
 }

@@ -17,15 +17,33 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use std::net::IpAddr;
 use std::time::Duration;
 
-pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<ProxyBody> {
     let request_id = gw.request_ids.next();
-    let mut record = RequestRecord::start(request_id.clone(), req.method(), gw.sink.clone());
-    let response = match run(gw, req, &mut record).await {
+    let mut record =
+        RequestRecord::start(request_id.clone(), req.method(), gw.sink.clone(), gw.audit.clone());
+    record.data.client_addr = Some(peer.to_string());
+    record.data.user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(256)]).into_owned());
+    let mut response = match run(gw, req, &mut record).await {
         Ok(Relay::Full(response)) => {
             record.finish(Outcome::Completed, "completed");
-            response
+            record.data.status = Some(response.status().as_u16());
+            // Strict durability: the response is released only once it is recorded.
+            match record.close_strict() {
+                Some(pending) => match pending.await {
+                    Ok(()) => response,
+                    Err(_) => {
+                        record.reopen_after_failed_close();
+                        crate::audit::unavailable().into_response(&request_id)
+                    }
+                },
+                None => response,
+            }
         }
         Ok(Relay::Stream(parts)) => {
             // The record travels with the stream and is delivered when it ends.
@@ -51,7 +69,6 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<ProxyBody>
         }
     };
     record.data.status = Some(response.status().as_u16());
-    let mut response = response;
     add_request_id(response.headers_mut(), &request_id);
     response
 }
@@ -92,6 +109,11 @@ async fn run(
         }));
     }
 
+    // Shed load before doing work when the audit writer is far behind.
+    if let Some(audit) = &gw.audit {
+        audit.admit()?;
+    }
+
     // Route first: unknown paths are answered without touching credentials or the body.
     let route = route(&parts.method, parts.uri.path())?;
     record.data.route = route.name();
@@ -117,9 +139,15 @@ async fn run(
         Bytes::new()
     };
 
+    // Nothing leaves unrecorded: the request's audit entry commits first (fail closed).
+    record.data.decision = Some("allow");
+    record.open_audit().await?;
+
     // Forward with the gateway's credential; the client's token never leaves.
+    let sent = std::time::Instant::now();
     let (response, attempts) =
         gw.upstream.send(parts.method, &route, parts.uri.query(), &parts.headers, body).await?;
+    record.data.upstream_latency = Some(sent.elapsed());
     record.data.upstream_attempts = attempts;
     record.data.upstream_status = Some(response.status().as_u16());
     record.data.upstream_request_id =
@@ -253,8 +281,13 @@ async fn relay(
     let bytes =
         read_upstream_body(body, gw.limits.max_response_bytes, gw.upstream_idle_timeout).await?;
     record.mark_first_byte();
-    let bytes =
-        if parts.status.is_success() { bytes } else { scrub_key(bytes, gw.upstream_key_bytes()) };
+    let bytes = if parts.status.is_success() {
+        let usage = airlock_wire::usage_of(&bytes);
+        (record.data.input_tokens, record.data.output_tokens) = (usage.input, usage.output);
+        bytes
+    } else {
+        scrub_key(bytes, gw.upstream_key_bytes())
+    };
     let mut out = Response::new(full(bytes));
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;

@@ -6,8 +6,14 @@
 //! learns more. For a stream the record moves into the response body and is delivered when
 //! the stream ends or is abandoned. This is the seam the audit log attaches to.
 //!
+//! With the audit log on, the record also writes the request's audit entries: the `request`
+//! entry before forwarding ([`RequestRecord::open_audit`]) and the final entry on drop (or,
+//! in `strict` mode, before the response is released: [`RequestRecord::close_strict`]).
+//!
 //! Invariant: the record holds no prompt text, token or key; only metadata.
 
+use crate::audit::{Audit, Pending};
+use crate::reject::Rejection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +55,12 @@ pub struct RecordData {
     /// The session token issued by this request (`/auth/token`), if any.
     pub minted_token_id: Option<String>,
     pub model: Option<String>,
+    /// The client's IP address.
+    pub client_addr: Option<String>,
+    /// The client's `User-Agent`, cut to 256 bytes.
+    pub user_agent: Option<String>,
+    /// What the gateway decided about forwarding (`allow` once it is forwarded).
+    pub decision: Option<&'static str>,
     pub stream: bool,
     pub status: Option<u16>,
     pub outcome: Outcome,
@@ -56,6 +68,11 @@ pub struct RecordData {
     pub upstream_status: Option<u16>,
     pub upstream_request_id: Option<String>,
     pub upstream_attempts: u32,
+    /// Token usage reported by the upstream (`usage`, or the stream's message events).
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    /// From sending upstream to its response headers.
+    pub upstream_latency: Option<Duration>,
     pub time_to_first_byte: Option<Duration>,
     pub duration: Duration,
     pub events: u64,
@@ -99,6 +116,11 @@ pub struct RequestRecord {
     pub data: RecordData,
     started: Instant,
     sink: Arc<dyn RecordSink>,
+    audit: Option<Audit>,
+    /// A `request` audit entry was written: the final entry is its `response`.
+    opened: bool,
+    /// The final audit entry was already written (strict mode).
+    closed: bool,
 }
 
 impl std::fmt::Debug for RequestRecord {
@@ -112,6 +134,7 @@ impl RequestRecord {
         request_id: String,
         method: &http::Method,
         sink: Arc<dyn RecordSink>,
+        audit: Option<Audit>,
     ) -> RequestRecord {
         RequestRecord {
             data: RecordData {
@@ -124,6 +147,9 @@ impl RequestRecord {
                 token_id: None,
                 minted_token_id: None,
                 model: None,
+                client_addr: None,
+                user_agent: None,
+                decision: None,
                 stream: false,
                 status: None,
                 outcome: Outcome::ClientAborted,
@@ -131,13 +157,42 @@ impl RequestRecord {
                 upstream_status: None,
                 upstream_request_id: None,
                 upstream_attempts: 0,
+                input_tokens: None,
+                output_tokens: None,
+                upstream_latency: None,
                 time_to_first_byte: None,
                 duration: Duration::ZERO,
                 events: 0,
             },
             started: Instant::now(),
             sink,
+            audit,
+            opened: false,
+            closed: false,
         }
+    }
+
+    /// Write the `request` audit entry; an error means the request must not be forwarded.
+    pub async fn open_audit(&mut self) -> Result<(), Rejection> {
+        if let Some(audit) = &self.audit {
+            self.opened = audit.record_request(&self.data).await?;
+        }
+        Ok(())
+    }
+
+    /// In `strict` mode: write the final audit entry now; the caller releases the response
+    /// once it commits. `None` in other modes (the entry is written on drop).
+    pub fn close_strict(&mut self) -> Option<Pending> {
+        self.data.duration = self.started.elapsed();
+        let pending = self.audit.as_ref()?.close_strict(&self.data, self.opened)?;
+        self.closed = true;
+        Some(pending)
+    }
+
+    /// The strict commit failed: record the failure on drop instead (best effort).
+    pub fn reopen_after_failed_close(&mut self) {
+        self.closed = false;
+        self.finish(Outcome::StreamFailed, "audit_write_failed");
     }
 
     pub fn finish(&mut self, outcome: Outcome, reason: &'static str) {
@@ -156,5 +211,8 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.data.duration = self.started.elapsed();
         self.sink.record(&self.data);
+        if let (Some(audit), false) = (&self.audit, self.closed) {
+            audit.close_detached(&self.data, self.opened);
+        }
     }
 }

@@ -3,11 +3,18 @@
 //! authenticated request and at the token exchange.
 //!
 //! This is the in-process set; entries are forgotten once every token they could name has
-//! expired (the admin API keeps them for at least a day, and at least `max_ttl`).
+//! expired (the admin API keeps them for at least a day, and at least `max_ttl`). With a
+//! store, the admin API writes each revocation to it first, and every instance merges the
+//! store's revocations in every [`REFRESH`]: a revocation made on one instance holds on all
+//! of them within that bound. Revocations are only ever added (merging never drops one).
 
 use airlock_authn::Identity;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How often each instance reads the store's revocations.
+pub const REFRESH: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 pub struct Revocations {
@@ -52,6 +59,27 @@ impl Revocations {
         inner.subjects.insert(subject.to_owned(), (at, until));
     }
 
+    /// Add revocations read from the store (entries already known are kept as they are).
+    pub fn merge(&self, stored: &[airlock_store::Revocation], now: u64) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.expire(now);
+        for r in stored {
+            match r.kind.as_str() {
+                "token" => {
+                    inner.tokens.entry(r.value.clone()).or_insert(r.until_s);
+                }
+                "subject" => {
+                    let entry =
+                        inner.subjects.entry(r.value.clone()).or_insert((r.at_s, r.until_s));
+                    if r.at_s > entry.0 {
+                        *entry = (r.at_s, r.until_s);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     pub fn is_revoked(&self, identity: &Identity) -> bool {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.tokens.contains_key(identity.token_id())
@@ -75,6 +103,29 @@ impl Revocations {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// Merge the store's revocations every [`REFRESH`] until `stop`.
+pub async fn follow_store(
+    audit: crate::audit::Audit,
+    revocations: Arc<Revocations>,
+    clock: crate::Clock,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let now = clock();
+        match audit.read(move |s| s.revocations(now)).await {
+            Ok(list) => revocations.merge(&list, now),
+            Err(e) => {
+                tracing::warn!(target: "airlock::revoke", error = %e, "cannot read revocations from the store")
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(REFRESH) => {}
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub mod writer;
 use airlock_audit::{Index, Row, Sealed};
 use airlock_config::StoreUrl;
 
-pub use writer::{Durability, Writer, WriterOptions};
+pub use writer::{WriteError, Writer, WriterOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -29,17 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// When a request's entries must be durable (`audit.durability`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// The request entry commits before the upstream call; the response follows.
-    Request,
-    /// As `Request`, and the response is released only once its entry commits.
-    Strict,
-    /// Nothing waits; the last group can be lost in a crash.
-    Batch,
-}
-
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
     pub chain: String,

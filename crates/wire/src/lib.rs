@@ -8,7 +8,9 @@
 pub mod error;
 pub mod request;
 pub mod sse;
+pub mod usage;
 
 pub use error::{ErrorType, envelope, sse_error_event};
 pub use request::{InspectError, MessagesRequest, inspect_messages};
 pub use sse::{Decoder, DecoderError, Event, encode};
+pub use usage::{Usage, usage_of, usage_of_event};

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
+static NEXT_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub const UPSTREAM_KEY: &str = "sk-ant-test-upstream-key-0123456789";
 
 /// Collects request records so tests can check there is exactly one per request.
@@ -68,6 +70,7 @@ pub struct Harness {
     pub keys: Arc<SessionKeys>,
     pub records: Arc<Records>,
     pub issuers: Arc<airlock_proxy::idp::Issuers>,
+    pub config: airlock_config::Config,
     shutdown: Option<oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -110,7 +113,19 @@ impl Harness {
                 "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\n{extra}"
             )
         };
+        // Every harness has its own audit store (a temp SQLite file) unless the test names one.
+        let data_dir = std::env::temp_dir().join(format!(
+            "airlock-e2e-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let text = if text.contains("\nstore:") {
+            text
+        } else {
+            format!("{text}\nstore: sqlite://{}\n", data_dir.join("airlock.db").display())
+        };
         let config = airlock_config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+        let audit = airlock_proxy::audit::start(&config).await.expect("audit log starts");
         let keys = Arc::new(SessionKeys::generate().unwrap());
         let records = Arc::new(Records::default());
         let gateway = Gateway::new(
@@ -120,7 +135,8 @@ impl Harness {
             airlock_proxy::system_clock(),
             records.clone(),
         )
-        .unwrap();
+        .unwrap()
+        .with_audit(audit);
         let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -138,10 +154,36 @@ impl Harness {
             keys,
             records,
             issuers,
+            config,
             shutdown: Some(tx),
             stopped: Some(stopped),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// A connection to this gateway's store (audit entries, checkpoints, revocations).
+    pub fn store(&self) -> airlock_store::Store {
+        airlock_store::Store::open(&self.config.store).unwrap()
+    }
+
+    /// Every audit entry of request `id`, oldest first (waits until its final entry lands).
+    pub async fn audit_entries(&self, id: &str) -> Vec<airlock_audit::Row> {
+        let q = airlock_store::Query {
+            request_id: Some(id.to_owned()),
+            limit: 100,
+            ..Default::default()
+        };
+        guard(async {
+            loop {
+                let mut rows = self.store().search(&q).unwrap();
+                rows.sort_by_key(|r| r.seq);
+                if rows.iter().any(|r| r.kind != "request") {
+                    return rows;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
     }
 
     pub fn token(&self) -> String {

@@ -2,6 +2,7 @@
 //! loopback, driven by a raw HTTP client and by the real SDK clients.
 
 mod agents;
+mod audit;
 mod auth;
 mod clients;
 mod faults;

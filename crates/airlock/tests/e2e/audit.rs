@@ -1,0 +1,191 @@
+//! The audit log end to end: entries for every request, what they hold and never hold,
+//! failing closed, strict mode, and verification.
+
+use crate::harness::*;
+use airlock_audit::VerifierKey;
+use airlock_authn::SessionKeys;
+use http::{Method, StatusCode};
+
+fn request_id(headers: &http::HeaderMap) -> String {
+    headers["x-airlock-request-id"].to_str().unwrap().to_owned()
+}
+
+fn body(row: &airlock_audit::Row) -> serde_json::Value {
+    serde_json::from_str(&row.body).unwrap()
+}
+
+fn verify(h: &Harness) -> Vec<airlock_audit::ChainReport> {
+    let key_file = airlock_proxy::audit::signing_key_file(&h.config);
+    let key = SessionKeys::load_or_create(&key_file).unwrap();
+    airlock_store::audit::verify(&mut h.store(), &[VerifierKey::of(&key)], &[]).unwrap()
+}
+
+#[tokio::test]
+async fn forwarded_requests_have_a_request_and_a_response_entry() {
+    let h = Harness::start().await;
+    let (status, headers, _) = h.messages(SIMPLE, &[("user-agent", "audit-test/1")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = h.audit_entries(&request_id(&headers)).await;
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, ["request", "response"]);
+    let (req, resp) = (body(&rows[0]), body(&rows[1]));
+    assert_eq!(req["subject"], "alice");
+    assert_eq!(req["groups"], serde_json::json!(["eng"]));
+    assert_eq!(req["model"], "claude-sonnet-4-5");
+    assert_eq!(req["decision"], "allow");
+    assert_eq!(req["detail"]["user_agent"], "audit-test/1");
+    assert_eq!(req["detail"]["client_addr"], "127.0.0.1");
+    assert_eq!(resp["status"], 200);
+    assert_eq!(resp["detail"]["outcome"], "completed");
+    assert!(resp["detail"]["usage"]["output_tokens"].as_u64().unwrap() > 0, "{resp}");
+    assert!(resp["detail"]["upstream"]["request_id"].is_string());
+    assert!(resp["detail"]["timings_us"]["total"].as_u64().unwrap() > 0);
+
+    // A stream: usage from its events.
+    let token = h.token();
+    let headers = [("x-api-key", token.as_str()), ("content-type", "application/json")];
+    let (status, headers, _) = h.call(Method::POST, "/v1/messages", &headers, STREAM).await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = h.audit_entries(&request_id(&headers)).await;
+    let resp = body(&rows[1]);
+    assert_eq!(resp["detail"]["stream"], true);
+    assert!(resp["detail"]["events"].as_u64().unwrap() > 3);
+    assert!(resp["detail"]["usage"]["input_tokens"].is_u64(), "{resp}");
+
+    // Refused before forwarding: one `record` entry.
+    let (status, headers, _) =
+        h.call(Method::POST, "/v1/messages", &[("x-api-key", "nope")], SIMPLE).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let rows = h.audit_entries(&request_id(&headers)).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].kind.as_str(), rows[0].status), ("record", Some(401)));
+
+    let reports = verify(&h);
+    assert!(reports.iter().all(|r| r.problem.is_none()), "{reports:?}");
+}
+
+/// A planted secret, PII, the client's token and the upstream key never reach the store's
+/// files (database and WAL), whatever the request carried.
+#[tokio::test]
+async fn no_secret_token_or_pii_reaches_the_store() {
+    let h = Harness::start().await;
+    let planted = [
+        "sk-ant-api03-PLANTEDSECRETvalue0123456789abcdefABCDEF",
+        "jane.planted@example.com",
+        "4111 1111 1111 1111",
+    ];
+    let prompt = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"system":"key {}","messages":[{{"role":"user","content":"mail {} card {}"}}]}}"#,
+        planted[0], planted[1], planted[2]
+    );
+    let token = h.token();
+    let headers =
+        [("authorization", format!("Bearer {token}")), ("content-type", "application/json".into())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, resp_headers, _) = h.call(Method::POST, "/v1/messages", &headers, &prompt).await;
+    assert_eq!(status, StatusCode::OK);
+    h.audit_entries(&request_id(&resp_headers)).await;
+    let dir = airlock_proxy::audit::data_dir(&h.config.store);
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().ends_with(".key") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += bytes.len();
+        for needle in planted.iter().copied().chain([token.as_str(), UPSTREAM_KEY, "sk-ant-"]) {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle:?} found in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(scanned > 0);
+}
+
+/// A request whose audit entry cannot be committed is refused with 503, and the upstream
+/// never sees it; once the store recovers, requests flow again.
+#[tokio::test]
+async fn a_store_that_cannot_commit_fails_closed() {
+    let h = Harness::start().await;
+    let mut store = h.store();
+    store
+        .execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            &[],
+        )
+        .unwrap();
+    let (status, _, body) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_envelope(&body, "api_error");
+    assert!(h.mock.received().is_empty(), "the upstream was called");
+    assert_eq!(
+        h.admin_call(Method::GET, "/readyz", &[], "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    store.execute("DROP TRIGGER refuse", &[]).unwrap();
+    let (status, _, _) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.mock.received().len(), 1);
+}
+
+/// `fail_open` forwards anyway (an explicit, logged choice).
+#[tokio::test]
+async fn fail_open_is_explicit() {
+    let h = Harness::start_with("audit:\n  on_store_failure: fail_open\n").await;
+    h.store()
+        .execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            &[],
+        )
+        .unwrap();
+    let (status, _, _) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Strict mode: the response (and a stream's terminal frame) is released only once recorded;
+/// when the record cannot be written the client gets an error, not the response.
+#[tokio::test]
+async fn strict_mode_releases_only_recorded_responses() {
+    let h = Harness::start_with("audit:\n  durability: strict\n").await;
+    let (status, headers, _) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    // The final entry committed before the response arrived: no waiting needed.
+    let q = airlock_store::Query {
+        request_id: Some(request_id(&headers)),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(h.store().search(&q).unwrap().len(), 2);
+
+    let token = h.token();
+    let stream_headers = [("x-api-key", token.as_str()), ("content-type", "application/json")];
+    let (status, headers, body) =
+        h.call(Method::POST, "/v1/messages", &stream_headers, STREAM).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = decode_events(&body);
+    assert_eq!(events.last().unwrap().0, "message_stop");
+    let q = airlock_store::Query { request_id: Some(request_id(&headers)), ..q };
+    let rows = h.store().search(&q).unwrap();
+    assert!(rows.iter().any(|r| r.kind == "response" && r.status == Some(200)), "{rows:?}");
+
+    // Responses are refused once the store stops taking them (only `response` entries fail,
+    // so the request entry commits and the upstream is called).
+    h.store()
+        .execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries WHEN NEW.kind = 'response' BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            &[],
+        )
+        .unwrap();
+    let (status, _, body) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_envelope(&body, "api_error");
+    let (status, _, body) = h.call(Method::POST, "/v1/messages", &stream_headers, STREAM).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = decode_events(&body);
+    assert_eq!(events.last().unwrap().0, "error", "{events:?}");
+    assert!(!events.iter().any(|(name, _)| name == "message_stop"));
+}
