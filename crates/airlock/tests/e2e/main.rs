@@ -5,6 +5,7 @@ mod agents;
 mod audit;
 mod auth;
 mod clients;
+mod crash;
 mod faults;
 mod harness;
 mod identity;
