@@ -180,12 +180,75 @@ async fn strict_mode_releases_only_recorded_responses() {
             &[],
         )
         .unwrap();
-    let (status, _, body) = h.messages(SIMPLE, &[]).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_envelope(&body, "api_error");
+    // The stream first: its request entry commits alone. (A failed final entry is retried
+    // when the request ends, so a later request may share its failing group: that one is the
+    // non-streaming call, which must fail either way.)
     let (status, _, body) = h.call(Method::POST, "/v1/messages", &stream_headers, STREAM).await;
     assert_eq!(status, StatusCode::OK);
     let events = decode_events(&body);
     assert_eq!(events.last().unwrap().0, "error", "{events:?}");
     assert!(!events.iter().any(|(name, _)| name == "message_stop"));
+    let (status, _, body) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_envelope(&body, "api_error");
+}
+
+/// Two gateways sharing one PostgreSQL store: each writes its own chain, verify covers both,
+/// and a token revoked through one gateway's admin API is refused by the other within the
+/// revocation refresh bound.
+#[tokio::test]
+async fn instances_sharing_a_postgres_store() {
+    let store = tokio::task::spawn_blocking(Harness::postgres_store).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("airlock-pg-{}", std::process::id()));
+    let config = |name: &str| {
+        format!(
+            "store: {store}\naudit:\n  instance: {name}\n  signing_key_file: {}\n  checkpoint_file: {}\n",
+            dir.join("audit.key").display(),
+            dir.join(format!("{name}.jsonl")).display()
+        )
+    };
+    let a = Harness::start_with(&config("gw-a")).await;
+    let b = a.sibling(&config("gw-b")).await;
+    let user = a.keys.mint("alice", &["eng".to_owned()], 600, now()).unwrap();
+    assert_eq!(call(&a, &user.token).await, StatusCode::OK);
+    assert_eq!(call(&b, &user.token).await, StatusCode::OK);
+
+    let admin = a.keys.mint("ops", &["airlock-admins".to_owned()], 600, now()).unwrap().token;
+    let body = serde_json::json!({ "token_id": user.token_id }).to_string();
+    let bearer = format!("Bearer {admin}");
+    let (status, _, _) = a
+        .admin_call(
+            Method::POST,
+            "/admin/revocations",
+            &[("authorization", &bearer), ("content-type", "application/json")],
+            &body,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(call(&a, &user.token).await, StatusCode::UNAUTHORIZED);
+    // Instance b learns it from the store (within airlock_proxy::revoke::REFRESH).
+    guard(async {
+        while call(&b, &user.token).await != StatusCode::UNAUTHORIZED {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
+    let key_file = airlock_proxy::audit::signing_key_file(&a.config);
+    let url = a.config.store.clone();
+    let reports = tokio::task::spawn_blocking(move || {
+        let key = SessionKeys::load_or_create(&key_file).unwrap();
+        let mut store = airlock_store::Store::open(&url).unwrap();
+        airlock_store::audit::verify(&mut store, &[VerifierKey::of(&key)], &[]).unwrap()
+    })
+    .await
+    .unwrap();
+    let chains: Vec<&str> = reports.iter().map(|r| r.chain.as_str()).collect();
+    assert_eq!(chains, ["gw-a", "gw-b"]);
+    assert!(reports.iter().all(|r| r.problem.is_none() && r.entries >= 2), "{reports:?}");
+}
+
+async fn call(h: &Harness, token: &str) -> StatusCode {
+    let headers = [("x-api-key", token), ("content-type", "application/json")];
+    h.call(Method::POST, "/v1/messages", &headers, SIMPLE).await.0
 }

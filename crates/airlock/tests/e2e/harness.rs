@@ -104,6 +104,30 @@ impl Harness {
         mock: Arc<MockState>,
         extra: &str,
     ) -> Harness {
+        Harness::start_full(upstream, mock_addr, mock, extra, None).await
+    }
+
+    /// A second gateway beside `self`: the same upstream and session key (as several
+    /// instances behind one load balancer), its own `extra` config.
+    pub async fn sibling(&self, extra: &str) -> Harness {
+        let upstream = format!("http://{}", self.mock_addr);
+        Harness::start_full(
+            &upstream,
+            self.mock_addr,
+            self.mock.clone(),
+            extra,
+            Some(self.keys.clone()),
+        )
+        .await
+    }
+
+    async fn start_full(
+        upstream: &str,
+        mock_addr: SocketAddr,
+        mock: Arc<MockState>,
+        extra: &str,
+        keys: Option<Arc<SessionKeys>>,
+    ) -> Harness {
         let has_upstream_section = extra.contains("upstream:");
         let text = if has_upstream_section {
             format!("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n{extra}")
@@ -126,7 +150,7 @@ impl Harness {
         };
         let config = airlock_config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
         let audit = airlock_proxy::audit::start(&config).await.expect("audit log starts");
-        let keys = Arc::new(SessionKeys::generate().unwrap());
+        let keys = keys.unwrap_or_else(|| Arc::new(SessionKeys::generate().unwrap()));
         let records = Arc::new(Records::default());
         let gateway = Gateway::new(
             &config,
@@ -184,6 +208,22 @@ impl Harness {
             }
         })
         .await
+    }
+
+    /// A fresh schema in the PostgreSQL test database, as a `store:` URL.
+    pub fn postgres_store() -> String {
+        let url = std::env::var("AIRLOCK_TEST_POSTGRES_URL").expect(
+            "AIRLOCK_TEST_POSTGRES_URL must name a PostgreSQL database (scripts/test sets it)",
+        );
+        let schema = format!(
+            "e2e{}x{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-csearch_path%3D{schema}")
     }
 
     pub fn token(&self) -> String {
