@@ -110,13 +110,7 @@ async fn no_secret_token_or_pii_reaches_the_store() {
 #[tokio::test]
 async fn a_store_that_cannot_commit_fails_closed() {
     let h = Harness::start().await;
-    let mut store = h.store();
-    store
-        .execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-            &[],
-        )
-        .unwrap();
+    refuse_inserts(&h, "");
     let (status, _, body) = h.messages(SIMPLE, &[]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_envelope(&body, "api_error");
@@ -126,7 +120,7 @@ async fn a_store_that_cannot_commit_fails_closed() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    store.execute("DROP TRIGGER refuse", &[]).unwrap();
+    h.store().execute("DROP TRIGGER refuse", &[]).unwrap();
     let (status, _, _) = h.messages(SIMPLE, &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h.mock.received().len(), 1);
@@ -136,12 +130,7 @@ async fn a_store_that_cannot_commit_fails_closed() {
 #[tokio::test]
 async fn fail_open_is_explicit() {
     let h = Harness::start_with("audit:\n  on_store_failure: fail_open\n").await;
-    h.store()
-        .execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-            &[],
-        )
-        .unwrap();
+    refuse_inserts(&h, "");
     let (status, _, _) = h.messages(SIMPLE, &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -174,12 +163,7 @@ async fn strict_mode_releases_only_recorded_responses() {
 
     // Responses are refused once the store stops taking them (only `response` entries fail,
     // so the request entry commits and the upstream is called).
-    h.store()
-        .execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries WHEN NEW.kind = 'response' BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-            &[],
-        )
-        .unwrap();
+    refuse_inserts(&h, "WHEN NEW.kind = 'response'");
     // The stream first: its request entry commits alone. (A failed final entry is retried
     // when the request ends, so a later request may share its failing group: that one is the
     // non-streaming call, which must fail either way.)
@@ -251,4 +235,13 @@ async fn instances_sharing_a_postgres_store() {
 async fn call(h: &Harness, token: &str) -> StatusCode {
     let headers = [("x-api-key", token), ("content-type", "application/json")];
     h.call(Method::POST, "/v1/messages", &headers, SIMPLE).await.0
+}
+
+/// Make the SQLite store refuse audit inserts (all, or those matching `when`), as a full disk
+/// would; `DROP TRIGGER refuse` undoes it.
+fn refuse_inserts(h: &Harness, when: &str) {
+    let sql = format!(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries {when} BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    );
+    h.store().execute(&sql, &[]).unwrap();
 }
