@@ -84,12 +84,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// An entry with its place in the chain: what a store writes.
 #[derive(Debug, Clone)]
 pub struct Sealed {
-    pub chain: String,
-    pub seq: u64,
-    pub kind: Kind,
-    pub request_id: String,
-    pub at_ms: i64,
-    pub index: Index,
+    /// The entry's fields (its `detail` is left out: it lives in `body`).
+    pub entry: Body,
     /// The exact bytes the hash covers.
     pub body: String,
     pub prev_hash: String,
@@ -142,7 +138,7 @@ impl Chain {
             .iter()
             .map(|d| {
                 next.seq += 1;
-                let body = Body {
+                let mut entry = Body {
                     v: FORMAT_VERSION,
                     chain: next.name.clone(),
                     seq: next.seq,
@@ -153,20 +149,11 @@ impl Chain {
                     detail: d.detail.clone(),
                 };
                 // Serialising plain data into a String cannot fail.
-                let body = serde_json::to_string(&body).unwrap_or_default();
+                let body = serde_json::to_string(&entry).unwrap_or_default();
+                entry.detail = serde_json::Value::Null;
                 let hash = entry_hash(&next.head, &body);
                 let prev_hash = std::mem::replace(&mut next.head, hash.clone());
-                Sealed {
-                    chain: next.name.clone(),
-                    seq: next.seq,
-                    kind: d.kind,
-                    request_id: d.request_id.clone(),
-                    at_ms: d.at_ms,
-                    index: d.index.clone(),
-                    body,
-                    prev_hash,
-                    hash,
-                }
+                Sealed { entry, body, prev_hash, hash }
             })
             .collect();
         (sealed, next)
@@ -193,6 +180,7 @@ mod tests {
         let (sealed, next) = chain.seal(&[draft("r1"), draft("r2")]);
         assert_eq!(chain.seq, 0);
         assert_eq!(next.seq, 2);
+        assert_eq!((sealed[1].entry.seq, sealed[1].entry.request_id.as_str()), (2, "r2"));
         assert_eq!(sealed[0].prev_hash, genesis("a"));
         assert_eq!(sealed[1].prev_hash, sealed[0].hash);
         assert_eq!(next.head, sealed[1].hash);

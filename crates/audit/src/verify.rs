@@ -293,18 +293,19 @@ mod tests {
     }
 
     fn to_row(s: Sealed) -> Row {
+        let e = s.entry;
         Row {
-            chain: s.chain,
-            seq: s.seq,
-            kind: s.kind.as_str().into(),
-            request_id: s.request_id,
-            at_ms: s.at_ms,
-            subject: s.index.subject,
-            groups: serde_json::to_string(&s.index.groups).unwrap(),
-            model: s.index.model,
-            decision: s.index.decision,
-            rules: serde_json::to_string(&s.index.rules).unwrap(),
-            status: s.index.status.map(i64::from),
+            chain: e.chain,
+            seq: e.seq,
+            kind: e.kind.as_str().into(),
+            request_id: e.request_id,
+            at_ms: e.at_ms,
+            subject: e.index.subject,
+            groups: serde_json::to_string(&e.index.groups).unwrap(),
+            model: e.index.model,
+            decision: e.index.decision,
+            rules: serde_json::to_string(&e.index.rules).unwrap(),
+            status: e.index.status.map(i64::from),
             body: s.body,
             prev_hash: s.prev_hash,
             hash: s.hash,

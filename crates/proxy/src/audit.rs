@@ -216,6 +216,11 @@ impl Audit {
         Some(Box::pin(async move { writer.append(draft).await }))
     }
 
+    /// Wait until every entry queued so far is committed.
+    pub async fn sync(&self) -> Result<(), WriteError> {
+        self.writer.sync().await
+    }
+
     /// Run `f` on the read connection, off the async threads.
     pub async fn read<T: Send + 'static>(
         &self,
@@ -273,13 +278,6 @@ fn index(data: &RecordData, with_status: bool) -> Index {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// An entry for `data`. A `request` entry holds what is known before forwarding; the final
 /// entry holds everything.
 pub fn draft(kind: Kind, data: &RecordData) -> Draft {
@@ -321,7 +319,7 @@ pub fn draft(kind: Kind, data: &RecordData) -> Draft {
     Draft {
         kind,
         request_id: data.request_id.clone(),
-        at_ms: now_ms(),
+        at_ms: airlock_store::now_ms(),
         index: index(data, kind != Kind::Request),
         detail,
     }

@@ -210,9 +210,11 @@ impl RequestRecord {
 impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.data.duration = self.started.elapsed();
-        self.sink.record(&self.data);
+        // The audit entry is queued before observers hear of the request, so an observer
+        // that then syncs the writer finds the entry committed.
         if let (Some(audit), false) = (&self.audit, self.closed) {
             audit.close_detached(&self.data, self.opened);
         }
+        self.sink.record(&self.data);
     }
 }

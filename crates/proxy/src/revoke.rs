@@ -19,6 +19,8 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct Revocations {
     inner: RwLock<Inner>,
+    /// Woken after every change (tests and operators wait on it, never on time).
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +52,8 @@ impl Revocations {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.expire(now);
         inner.tokens.insert(token_id.to_owned(), until);
+        drop(inner);
+        self.changed.notify_waiters();
     }
 
     /// Revoke every token of `subject` issued at or before `at`, until `until`.
@@ -57,6 +61,8 @@ impl Revocations {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.expire(at);
         inner.subjects.insert(subject.to_owned(), (at, until));
+        drop(inner);
+        self.changed.notify_waiters();
     }
 
     /// Add revocations read from the store (entries already known are kept as they are).
@@ -77,6 +83,19 @@ impl Revocations {
                 }
                 _ => {}
             }
+        }
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    /// Wait until `holds` is true of the current revocations.
+    pub async fn wait_until(&self, holds: impl Fn(&[Revoked]) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            if holds(&self.list()) {
+                return;
+            }
+            changed.await;
         }
     }
 

@@ -143,7 +143,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Wall-clock milliseconds since the epoch (entry and checkpoint times; never used for order).
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -208,7 +209,8 @@ impl Store {
     /// Write sealed entries in one transaction: all or none.
     pub fn append(&mut self, entries: &[Sealed]) -> Result<(), StoreError> {
         self.transaction(|s| {
-            for e in entries {
+            for sealed in entries {
+                let e = &sealed.entry;
                 let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_default();
                 s.sql.exec(
                     sql::INSERT_ENTRY,
@@ -224,9 +226,9 @@ impl Store {
                         Param::text(e.index.decision.as_deref()),
                         Param::Text(json(&e.index.rules)),
                         e.index.status.map_or(Param::NullInt, |s| Param::Int(i64::from(s))),
-                        Param::Text(e.body.clone()),
-                        Param::Text(e.prev_hash.clone()),
-                        Param::Text(e.hash.clone()),
+                        Param::Text(sealed.body.clone()),
+                        Param::Text(sealed.prev_hash.clone()),
+                        Param::Text(sealed.hash.clone()),
                     ],
                 )?;
             }
@@ -375,22 +377,27 @@ impl Store {
         })
     }
 
+    /// Store a revocation; entries past their horizon are deleted in the same transaction
+    /// (here, on the rare write, so the frequent reads stay read-only).
     pub fn revoke(&mut self, r: &Revocation) -> Result<(), StoreError> {
-        self.sql.exec(
-            sql::REVOKE,
-            &[
-                Param::Text(r.kind.clone()),
-                Param::Text(r.value.clone()),
-                Param::Int(r.at_s as i64),
-                Param::Int(r.until_s as i64),
-            ],
-        )?;
-        Ok(())
+        let now = Param::Int(r.at_s as i64);
+        self.transaction(|s| {
+            s.sql.exec(sql::FORGET_REVOCATIONS, std::slice::from_ref(&now))?;
+            s.sql.exec(
+                sql::REVOKE,
+                &[
+                    Param::Text(r.kind.clone()),
+                    Param::Text(r.value.clone()),
+                    Param::Int(r.at_s as i64),
+                    Param::Int(r.until_s as i64),
+                ],
+            )?;
+            Ok(())
+        })
     }
 
-    /// Revocations still in force at `now_s`; older ones are deleted.
+    /// Revocations still in force at `now_s`.
     pub fn revocations(&mut self, now_s: u64) -> Result<Vec<Revocation>, StoreError> {
-        self.sql.exec(sql::FORGET_REVOCATIONS, &[Param::Int(now_s as i64)])?;
         let rows = self.sql.query(sql::REVOCATIONS, &[Param::Int(now_s as i64)])?;
         rows.iter()
             .map(|r| {

@@ -48,6 +48,8 @@ type Done = oneshot::Sender<Result<(), WriteError>>;
 
 enum Job {
     Append(Box<Draft>, Option<Done>),
+    /// Answered once every job sent before it has been committed (or failed).
+    Sync(Done),
     Stop,
 }
 
@@ -122,6 +124,14 @@ impl Writer {
         })
     }
 
+    /// Wait until every entry queued before this call is committed; the error of the last
+    /// commit if it failed.
+    pub async fn sync(&self) -> Result<(), WriteError> {
+        let (done, wait) = oneshot::channel();
+        self.send(Job::Sync(done))?;
+        wait.await.unwrap_or_else(|_| Err(WriteError("the audit writer stopped".into())))
+    }
+
     /// Entries queued and not yet committed.
     pub fn depth(&self) -> usize {
         self.state.depth.load(Ordering::Relaxed)
@@ -157,10 +167,6 @@ struct Worker {
     last_checkpoint: Instant,
     since_checkpoint: u64,
     on_checkpoint: Option<CheckpointHook>,
-}
-
-fn now_ms() -> i64 {
-    crate::now_ms()
 }
 
 impl Worker {
@@ -217,7 +223,7 @@ impl Worker {
             .map(|(request_id, index)| Draft {
                 kind: Kind::Interrupted,
                 request_id,
-                at_ms: now_ms(),
+                at_ms: crate::now_ms(),
                 index,
                 detail: serde_json::json!({
                     "outcome": "interrupted",
@@ -236,6 +242,7 @@ impl Worker {
             let wait =
                 self.options.checkpoint_interval.saturating_sub(self.last_checkpoint.elapsed());
             let mut batch = Vec::new();
+            let mut syncs = Vec::new();
             let mut stop = false;
             match rx.recv_timeout(wait) {
                 Ok(job) => {
@@ -243,9 +250,12 @@ impl Worker {
                     while let Some(job) = next {
                         match job {
                             Job::Append(draft, done) => batch.push((*draft, done)),
+                            Job::Sync(done) => syncs.push(done),
                             Job::Stop => stop = true,
                         }
-                        next = if stop || batch.len() >= self.options.max_batch {
+                        // A sync closes the group: it answers for everything before it.
+                        next = if stop || !syncs.is_empty() || batch.len() >= self.options.max_batch
+                        {
                             None
                         } else {
                             rx.try_recv().ok()
@@ -255,11 +265,12 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
-            if !batch.is_empty() {
-                let n = batch.len();
-                self.commit(batch, state);
-                state.depth.fetch_sub(n, Ordering::Relaxed);
+            let jobs = batch.len() + syncs.len();
+            let result = if batch.is_empty() { Ok(()) } else { self.commit(batch, state) };
+            for done in syncs {
+                let _ = done.send(result.clone());
             }
+            state.depth.fetch_sub(jobs, Ordering::Relaxed);
             if stop
                 || self.since_checkpoint >= self.options.checkpoint_every
                 || self.last_checkpoint.elapsed() >= self.options.checkpoint_interval
@@ -272,7 +283,11 @@ impl Worker {
         }
     }
 
-    fn commit(&mut self, batch: Vec<(Draft, Option<Done>)>, state: &State) {
+    fn commit(
+        &mut self,
+        batch: Vec<(Draft, Option<Done>)>,
+        state: &State,
+    ) -> Result<(), WriteError> {
         let (drafts, dones): (Vec<Draft>, Vec<Option<Done>>) = batch.into_iter().unzip();
         let result = self.try_commit(&drafts).map_err(|e| WriteError(e.to_string()));
         state.healthy.store(result.is_ok(), Ordering::Relaxed);
@@ -282,6 +297,7 @@ impl Worker {
         for done in dones.into_iter().flatten() {
             let _ = done.send(result.clone());
         }
+        result
     }
 
     fn try_commit(&mut self, drafts: &[Draft]) -> Result<(), StoreError> {
@@ -310,7 +326,7 @@ impl Worker {
             chain: self.chain.name.clone(),
             size: self.chain.seq,
             root: self.chain.head.clone(),
-            time: (now_ms() / 1000) as u64,
+            time: (crate::now_ms() / 1000) as u64,
             prev: self.last_note.as_deref().map(airlock_audit::note::note_hash),
         };
         let note = checkpoint.sign(&self.key);

@@ -299,6 +299,10 @@ fn revocations_round_trip() {
         store.revoke(&Revocation { until_s: 200, ..r.clone() }).unwrap();
         store.revoke(&Revocation { value: unique("old"), until_s: 5, ..r.clone() }).unwrap();
         let listed = store.revocations(50).unwrap();
-        assert_eq!(listed, vec![Revocation { until_s: 200, ..r }]);
+        assert_eq!(listed, vec![Revocation { until_s: 200, ..r.clone() }]);
+        // The next write forgets entries past their horizon.
+        store.revoke(&Revocation { value: unique("later"), at_s: 60, until_s: 300, ..r }).unwrap();
+        let forgotten = store.execute("DELETE FROM revocations WHERE until_s < 60", &[]).unwrap();
+        assert_eq!(forgotten, 0);
     }
 }

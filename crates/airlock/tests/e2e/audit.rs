@@ -4,6 +4,7 @@
 use crate::harness::*;
 use airlock_audit::VerifierKey;
 use airlock_authn::SessionKeys;
+use airlock_proxy::revoke::Revoked;
 use http::{Method, StatusCode};
 
 fn request_id(headers: &http::HeaderMap) -> String {
@@ -211,12 +212,12 @@ async fn instances_sharing_a_postgres_store() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(call(&a, &user.token).await, StatusCode::UNAUTHORIZED);
     // Instance b learns it from the store (within airlock_proxy::revoke::REFRESH).
-    guard(async {
-        while call(&b, &user.token).await != StatusCode::UNAUTHORIZED {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    let revoked = |list: &[Revoked]| {
+        list.iter()
+            .any(|r| matches!(r, Revoked::Token { token_id, .. } if *token_id == user.token_id))
+    };
+    guard(b.revocations.wait_until(revoked)).await;
+    assert_eq!(call(&b, &user.token).await, StatusCode::UNAUTHORIZED);
 
     let key_file = airlock_proxy::audit::signing_key_file(&a.config);
     let url = a.config.store.clone();

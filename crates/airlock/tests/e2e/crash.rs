@@ -1,5 +1,6 @@
 //! Crash consistency: the real `airlock serve` process under load, killed with SIGKILL at
-//! random moments, 10 times in `request` mode and 10 in `strict` mode. After each series:
+//! random moments (after a random number of answered requests, so every kill lands under
+//! load whatever the machine's speed), 10 times in `request` mode and 10 in `strict` mode. After each series:
 //! `airlock audit verify` passes, and every request a client got an answer for has its
 //! entries (in `strict`, its final entry too).
 
@@ -47,10 +48,34 @@ impl Lcg {
     }
 }
 
-async fn load(addr: String, token: String, acked: Arc<Mutex<Vec<String>>>) {
+/// Answered request ids, and a wake-up for each new one.
+#[derive(Default)]
+struct Acked {
+    ids: Mutex<Vec<String>>,
+    more: tokio::sync::Notify,
+}
+
+impl Acked {
+    fn len(&self) -> usize {
+        self.ids.lock().unwrap().len()
+    }
+
+    async fn wait_for(&self, n: usize) {
+        loop {
+            let more = self.more.notified();
+            if self.len() >= n {
+                return;
+            }
+            more.await;
+        }
+    }
+}
+
+async fn load(addr: String, token: String, acked: Arc<Acked>) {
     let client = reqwest_like::Client::new();
     while let Some(id) = client.post_messages(&addr, &token).await {
-        acked.lock().unwrap().push(id);
+        acked.ids.lock().unwrap().push(id);
+        acked.more.notify_waiters();
     }
 }
 
@@ -102,7 +127,7 @@ async fn kill_9_under_load_loses_no_answered_request() {
             format!("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\naudit:\n  durability: {mode}\n  instance: crash\n  checkpoint_every: 50\n"),
         )
         .unwrap();
-        let acked = Arc::new(Mutex::new(Vec::new()));
+        let acked = Arc::new(Acked::default());
         for _ in 0..10 {
             let (mut child, addr) = serve(&dir).await;
             let keys = SessionKeys::load_or_create(&dir.join("airlock-data/session.key")).unwrap();
@@ -110,7 +135,8 @@ async fn kill_9_under_load_loses_no_answered_request() {
             let loops: Vec<_> = (0..6)
                 .map(|_| tokio::spawn(load(addr.clone(), token.clone(), acked.clone())))
                 .collect();
-            tokio::time::sleep(std::time::Duration::from_millis(100 + rng.next(600))).await;
+            let target = acked.len() + 20 + rng.next(600) as usize;
+            guard(acked.wait_for(target)).await;
             child.start_kill().unwrap(); // SIGKILL
             child.wait().await.unwrap();
             for l in loops {
@@ -133,8 +159,12 @@ async fn kill_9_under_load_loses_no_answered_request() {
         assert_eq!(verify.status.code(), Some(0), "{mode}: verify failed (seed {seed}):\n{report}");
         assert!(!report.contains("without a final entry"), "{mode}: {report}");
 
-        let acked = acked.lock().unwrap().clone();
-        assert!(acked.len() > 20, "{mode}: too little load to mean anything ({})", acked.len());
+        let acked = acked.ids.lock().unwrap().clone();
+        assert!(
+            acked.len() >= 200,
+            "{mode}: every kill follows at least 20 answers ({})",
+            acked.len()
+        );
         let config = airlock_config::parse(
             "crash.yaml",
             &format!("store: sqlite://{}\n", dir.join("airlock-data/airlock.db").display()),

@@ -37,6 +37,20 @@ impl RecordSink for Records {
 }
 
 impl Records {
+    /// Wait until the record of request `id` has been delivered.
+    pub async fn wait_for_request(&self, id: &str) -> RecordData {
+        guard(async {
+            loop {
+                let notified = self.changed.notified();
+                if let Some(r) = self.list.lock().unwrap().iter().find(|r| r.request_id == id) {
+                    return r.clone();
+                }
+                notified.await;
+            }
+        })
+        .await
+    }
+
     pub async fn wait_for(&self, n: usize) -> Vec<RecordData> {
         guard(async {
             loop {
@@ -71,6 +85,8 @@ pub struct Harness {
     pub records: Arc<Records>,
     pub issuers: Arc<airlock_proxy::idp::Issuers>,
     pub config: airlock_config::Config,
+    pub revocations: Arc<airlock_proxy::revoke::Revocations>,
+    pub audit: airlock_proxy::audit::Audit,
     shutdown: Option<oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -150,6 +166,7 @@ impl Harness {
         };
         let config = airlock_config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
         let audit = airlock_proxy::audit::start(&config).await.expect("audit log starts");
+        let audit_handle = audit.clone();
         let keys = keys.unwrap_or_else(|| Arc::new(SessionKeys::generate().unwrap()));
         let records = Arc::new(Records::default());
         let gateway = Gateway::new(
@@ -166,6 +183,7 @@ impl Harness {
         let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let issuers = gateway.issuers.clone();
+        let revocations = gateway.revocations.clone();
         let stopped =
             tokio::spawn(airlock_proxy::run(Arc::new(gateway), data, admin, async move {
                 let _ = rx.await;
@@ -178,6 +196,8 @@ impl Harness {
             keys,
             records,
             issuers,
+            revocations,
+            audit: audit_handle,
             config,
             shutdown: Some(tx),
             stopped: Some(stopped),
@@ -190,24 +210,19 @@ impl Harness {
         airlock_store::Store::open(&self.config.store).unwrap()
     }
 
-    /// Every audit entry of request `id`, oldest first (waits until its final entry lands).
+    /// Every audit entry of request `id`, oldest first, once its final entry is committed
+    /// (the record is delivered after the entry is queued; then the writer is synced).
     pub async fn audit_entries(&self, id: &str) -> Vec<airlock_audit::Row> {
+        self.records.wait_for_request(id).await;
+        guard(self.audit.sync()).await.unwrap();
         let q = airlock_store::Query {
             request_id: Some(id.to_owned()),
             limit: 100,
             ..Default::default()
         };
-        guard(async {
-            loop {
-                let mut rows = self.store().search(&q).unwrap();
-                rows.sort_by_key(|r| r.seq);
-                if rows.iter().any(|r| r.kind != "request") {
-                    return rows;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
+        let mut rows = self.store().search(&q).unwrap();
+        rows.sort_by_key(|r| r.seq);
+        rows
     }
 
     /// A fresh schema in the PostgreSQL test database, as a `store:` URL.
@@ -275,9 +290,7 @@ impl Harness {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, HeaderMap, Bytes) {
-        let (parts, body) =
-            self.send_to(self.admin, method, path, headers, body).await.into_parts();
-        (parts.status, parts.headers, guard(body.collect()).await.unwrap().to_bytes())
+        self.read_whole(self.admin, method, path, headers, body).await
     }
 
     /// Send to the data listener and read the whole response.
@@ -288,7 +301,18 @@ impl Harness {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, HeaderMap, Bytes) {
-        let (parts, body) = self.send_to(self.addr, method, path, headers, body).await.into_parts();
+        self.read_whole(self.addr, method, path, headers, body).await
+    }
+
+    async fn read_whole(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let (parts, body) = self.send_to(addr, method, path, headers, body).await.into_parts();
         (parts.status, parts.headers, guard(body.collect()).await.unwrap().to_bytes())
     }
 
