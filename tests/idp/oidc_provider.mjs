@@ -7,8 +7,10 @@
 // until killed. What it offers:
 // - discovery, JWKS (an RS256 and an ES256 key), token endpoint;
 // - client `airlock-svc` (secret `svc-secret`): client credentials, for workloads;
-// - client `airlock-cli` (public): device authorization flow with refresh tokens, for people
-//   (`airlock login`); the development login form accepts any user name;
+// - client `airlock-cli` (public, native): device authorization flow and authorization code +
+//   PKCE on a loopback redirect (any port), with refresh tokens, for people (`airlock login`);
+//   the development login form accepts any user name. AIRLOCK_IDP_NO_DEVICE=1 turns the device
+//   flow off, as some IdPs do;
 // - access tokens as RFC 9068 JWTs (`typ: at+jwt`) for the resource `urn:airlock`, signed
 //   ES256, carrying a `groups` claim;
 // - `GET /__stats`: requests served per path, so tests can count JWKS fetches.
@@ -20,6 +22,7 @@ const { default: Provider } = await import(require.resolve('oidc-provider'));
 const jose = await import(require.resolve('jose'));
 
 const RESOURCE = 'urn:airlock';
+const DEVICE = process.env.AIRLOCK_IDP_NO_DEVICE !== '1';
 const GROUPS = { 'airlock-svc': ['services'], default: ['eng'] };
 
 async function key(alg, kid) {
@@ -43,9 +46,10 @@ const provider = new Provider(issuer, {
     },
     {
       client_id: 'airlock-cli',
-      grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
-      response_types: [],
-      redirect_uris: [],
+      application_type: 'native',
+      grant_types: [...(DEVICE ? ['urn:ietf:params:oauth:grant-type:device_code'] : []), 'authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
       token_endpoint_auth_method: 'none',
     },
   ],
@@ -54,7 +58,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
-    deviceFlow: { enabled: true },
+    deviceFlow: { enabled: DEVICE },
     revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,

@@ -367,8 +367,136 @@ fn render(rows: &[Row]) -> String {
             &r.hash[..16.min(r.hash.len())]
         ));
     }
-    out.push_str("content   not recorded: request and response bodies join the record once the detectors redact them\n");
+    let p = &f["policy"];
+    if let Some(version) = p["version"].as_str() {
+        let rules: Vec<String> = p["rules"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|h| format!("{} ({}, {})", s(&h["id"]), s(&h["action"]), s(&h["mode"])))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "policy    {version}; rules: {}\n",
+            if rules.is_empty() { "none".into() } else { rules.join(", ") }
+        ));
+    }
+    let counted = |v: &Value| -> String {
+        v.as_object()
+            .map(|m| m.iter().map(|(k, n)| format!("{k}×{n}")).collect::<Vec<_>>().join(", "))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "none".into())
+    };
+    out.push_str(&format!(
+        "redacted  {}; masked in response: {}\n",
+        counted(&p["redactions"]),
+        counted(&l["masked"])
+    ));
+    out.push_str(
+        "conversation (values any detector finds are shown as [TYPE]; nothing raw is stored)\n",
+    );
+    match (&f["request_body"], &l["response_body"]) {
+        (Value::Null, Value::Null) => {
+            out.push_str("  not recorded (audit.max_body_bytes: 0, or no body)\n")
+        }
+        (req, resp) => {
+            out.push_str(&conversation(req));
+            if !resp.is_null() {
+                out.push_str(&reply(resp));
+            }
+        }
+    }
     out
+}
+
+/// The request as a transcript: system, then each turn with its blocks.
+fn conversation(body: &Value) -> String {
+    if let Some(cut) = cut_text("request", body) {
+        return cut;
+    }
+    let mut out = String::new();
+    match &body["system"] {
+        Value::String(t) => out.push_str(&format!("  [system]     {}\n", indent(t))),
+        Value::Array(blocks) => {
+            for b in blocks {
+                out.push_str(&format!(
+                    "  [system]     {}\n",
+                    indent(b["text"].as_str().unwrap_or(""))
+                ));
+            }
+        }
+        _ => {}
+    }
+    for m in body["messages"].as_array().into_iter().flatten() {
+        let role = m["role"].as_str().unwrap_or("?");
+        out.push_str(&blocks(role, &m["content"]));
+    }
+    out
+}
+
+/// A body stored cut at `audit.max_body_bytes` (kept as its first bytes of JSON text).
+fn cut_text(what: &str, body: &Value) -> Option<String> {
+    let text = body.get("text").filter(|_| body["airlock_truncated"] == true)?.as_str()?;
+    Some(format!(
+        "  ({what} cut at {} of {} bytes)\n  {}\n",
+        text.len(),
+        body["bytes"],
+        indent(text)
+    ))
+}
+
+fn reply(body: &Value) -> String {
+    if let Some(cut) = cut_text("response", body) {
+        return cut;
+    }
+    let mut out = blocks("assistant", &body["content"]);
+    if body["airlock_truncated"] == true {
+        out.push_str("  (response cut at audit.max_body_bytes)\n");
+    }
+    if let Some(stop) = body["stop_reason"].as_str() {
+        out.push_str(&format!("  [stop]       {stop}\n"));
+    }
+    out
+}
+
+fn blocks(role: &str, content: &Value) -> String {
+    let label = |kind: &str| {
+        format!("[{role}{}]", if kind.is_empty() { String::new() } else { format!(" {kind}") })
+    };
+    let line = |kind: &str, text: &str| format!("  {:<12} {}\n", label(kind), indent(text));
+    match content {
+        Value::String(t) => line("", t),
+        Value::Array(items) => items
+            .iter()
+            .map(|b| match b["type"].as_str().unwrap_or("") {
+                "text" => line("", b["text"].as_str().unwrap_or("")),
+                "thinking" => line("thinking", b["thinking"].as_str().unwrap_or("")),
+                "tool_use" | "server_tool_use" => line(
+                    "tool call",
+                    &format!("{} {}", b["name"].as_str().unwrap_or("?"), b["input"]),
+                ),
+                "tool_result" => {
+                    let text = match &b["content"] {
+                        Value::String(t) => t.clone(),
+                        Value::Array(parts) => parts
+                            .iter()
+                            .filter_map(|p| p["text"].as_str())
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        _ => String::new(),
+                    };
+                    line("tool result", &text)
+                }
+                other => line(other, ""),
+            })
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n               ")
 }
 
 /// `2026-01-31`, `2026-01-31T12:00:00Z`, unix seconds, or an age (`90d`, `1h`) before now.

@@ -1,5 +1,6 @@
-//! The client side of identity: `airlock login` (OIDC device authorization flow, RFC 8628)
-//! and `airlock token` (print a valid session token, refreshing through the IdP when needed —
+//! The client side of identity: `airlock login` (OIDC device authorization flow, RFC 8628;
+//! or, where the IdP offers no device flow or `--browser` asks for it, the authorization
+//! code flow with PKCE on a loopback redirect, RFC 8252) and `airlock token` (print a valid session token, refreshing through the IdP when needed —
 //! built to be Claude Code's `apiKeyHelper`).
 //!
 //! The credentials file (`credentials.json` in the config directory, mode 0600) holds the
@@ -31,7 +32,12 @@ fn text(v: &Value, key: &str) -> Option<String> {
 }
 
 /// `airlock login --gateway URL [--issuer ISS]`.
-pub async fn login(dir: &Path, gateway: &str, issuer: Option<&str>) -> anyhow::Result<()> {
+pub async fn login(
+    dir: &Path,
+    gateway: &str,
+    issuer: Option<&str>,
+    browser: bool,
+) -> anyhow::Result<()> {
     let gateway = gateway.trim_end_matches('/');
     let f = fetcher()?;
     let config = json_of(&f.get(&format!("{gateway}/auth/config")).await?, "the gateway")?;
@@ -61,50 +67,17 @@ pub async fn login(dir: &Path, gateway: &str, issuer: Option<&str>) -> anyhow::R
     if text(&discovery, "issuer").as_deref() != Some(iss.as_str()) {
         bail!("the identity provider's discovery document names another issuer");
     }
-    let device_endpoint = text(&discovery, "device_authorization_endpoint")
-        .context("the identity provider does not offer the device authorization flow")?;
     let token_endpoint = text(&discovery, "token_endpoint")
         .context("the identity provider has no token endpoint")?;
-
-    let start =
-        f.post_form(&device_endpoint, &[("client_id", &client_id), ("scope", &scopes)]).await?;
-    let start = json_of(&start, "the device authorization endpoint")?;
-    let device_code = text(&start, "device_code").context("no device_code in the answer")?;
-    let user_code = text(&start, "user_code").unwrap_or_default();
-    let uri = text(&start, "verification_uri_complete")
-        .or_else(|| text(&start, "verification_uri"))
-        .context("no verification URI in the answer")?;
-    // Bounded whatever the IdP says: poll every 1-60 s, give up after at most 30 minutes.
-    let mut interval = start.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
-    let expires_in = start.get("expires_in").and_then(Value::as_u64).unwrap_or(600).min(1800);
-    eprintln!("To sign in, open {uri}");
-    eprintln!("and confirm the code {user_code}");
-
-    let deadline = std::time::Instant::now() + Duration::from_secs(expires_in);
-    let tokens = loop {
-        if std::time::Instant::now() >= deadline {
-            bail!("the sign-in was not completed in time");
+    let tokens = match text(&discovery, "device_authorization_endpoint") {
+        Some(device_endpoint) if !browser => {
+            device_flow(&f, &device_endpoint, &token_endpoint, &client_id, &scopes).await?
         }
-        tokio::time::sleep(Duration::from_secs(interval)).await;
-        let answer = f
-            .post_form(
-                &token_endpoint,
-                &[
-                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                    ("device_code", &device_code),
-                    ("client_id", &client_id),
-                ],
-            )
-            .await?;
-        let body = json_of(&answer, "the token endpoint")?;
-        if answer.status.is_success() {
-            break body;
-        }
-        match text(&body, "error").as_deref() {
-            Some("authorization_pending") => {}
-            Some("slow_down") => interval = (interval + 5).min(60),
-            Some(e) => bail!("sign-in failed: {e}"),
-            None => bail!("sign-in failed: the token endpoint answered {}", answer.status),
+        _ => {
+            let authorization_endpoint = text(&discovery, "authorization_endpoint").context(
+                "the identity provider offers neither the device flow nor an authorization endpoint",
+            )?;
+            code_flow(&f, &authorization_endpoint, &token_endpoint, &client_id, &scopes).await?
         }
     };
     let mut creds = json!({
@@ -123,6 +96,205 @@ pub async fn login(dir: &Path, gateway: &str, issuer: Option<&str>) -> anyhow::R
         creds["groups"].as_array().map(|g| g.len()).unwrap_or(0)
     );
     Ok(())
+}
+
+/// RFC 8628: show a code, poll the token endpoint until the person confirms it.
+async fn device_flow(
+    f: &Fetcher,
+    device_endpoint: &str,
+    token_endpoint: &str,
+    client_id: &str,
+    scopes: &str,
+) -> anyhow::Result<Value> {
+    let start =
+        f.post_form(device_endpoint, &[("client_id", client_id), ("scope", scopes)]).await?;
+    let start = json_of(&start, "the device authorization endpoint")?;
+    let device_code = text(&start, "device_code").context("no device_code in the answer")?;
+    let user_code = text(&start, "user_code").unwrap_or_default();
+    let uri = text(&start, "verification_uri_complete")
+        .or_else(|| text(&start, "verification_uri"))
+        .context("no verification URI in the answer")?;
+    // Bounded whatever the IdP says: poll every 1-60 s, give up after at most 30 minutes.
+    let mut interval = start.get("interval").and_then(Value::as_u64).unwrap_or(5).clamp(1, 60);
+    let expires_in = start.get("expires_in").and_then(Value::as_u64).unwrap_or(600).min(1800);
+    eprintln!("To sign in, open {uri}");
+    eprintln!("and confirm the code {user_code}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(expires_in);
+    loop {
+        if std::time::Instant::now() >= deadline {
+            bail!("the sign-in was not completed in time");
+        }
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+        let answer = f
+            .post_form(
+                token_endpoint,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("device_code", &device_code),
+                    ("client_id", client_id),
+                ],
+            )
+            .await?;
+        let body = json_of(&answer, "the token endpoint")?;
+        if answer.status.is_success() {
+            return Ok(body);
+        }
+        match text(&body, "error").as_deref() {
+            Some("authorization_pending") => {}
+            Some("slow_down") => interval = (interval + 5).min(60),
+            Some(e) => bail!("sign-in failed: {e}"),
+            None => bail!("sign-in failed: the token endpoint answered {}", answer.status),
+        }
+    }
+}
+
+/// How long the loopback redirect waits for the browser.
+const CODE_FLOW_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn random_b64(n: usize) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let mut bytes = vec![0u8; n];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// RFC 6749 + RFC 7636 (PKCE, S256) + RFC 8252 (loopback redirect): the person signs in in a
+/// browser; the IdP redirects to `http://127.0.0.1:PORT/callback` on this machine, where this
+/// process waits for exactly one answer with the right `state`.
+async fn code_flow(
+    f: &Fetcher,
+    authorization_endpoint: &str,
+    token_endpoint: &str,
+    client_id: &str,
+    scopes: &str,
+) -> anyhow::Result<Value> {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let redirect = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
+    let verifier = random_b64(32)?;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
+    let state = random_b64(16)?;
+    let query: Vec<String> = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", &redirect),
+        ("scope", scopes),
+        ("state", &state),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        // Refresh tokens (offline_access) are granted on an explicit consent.
+        ("prompt", "consent"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", percent(v)))
+    .collect();
+    let sep = if authorization_endpoint.contains('?') { '&' } else { '?' };
+    eprintln!("To sign in, open {authorization_endpoint}{sep}{}", query.join("&"));
+
+    let code = tokio::time::timeout(CODE_FLOW_TIMEOUT, async {
+        loop {
+            let (mut conn, _) = listener.accept().await?;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                let n = conn.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_owned();
+            let target = line.split(' ').nth(1).unwrap_or("");
+            let Some(q) = target.strip_prefix("/callback?") else {
+                let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                continue;
+            };
+            let params: Vec<(String, String)> = q
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_owned(), unpercent(v)))
+                .collect();
+            let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let (page, result) = match (get("state"), get("code"), get("error")) {
+                (Some(s), _, _) if s != state => ("The sign-in answer did not match this login; close this window.", Err(anyhow::anyhow!("the redirect carried the wrong state"))),
+                (_, _, Some(e)) => ("The sign-in was refused; close this window.", Err(anyhow::anyhow!("sign-in failed: {e}"))),
+                (Some(_), Some(code), None) => ("Airlock sign-in complete. You can close this window.", Ok(code)),
+                _ => ("The sign-in answer was incomplete; close this window.", Err(anyhow::anyhow!("the redirect carried no code"))),
+            };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = conn.write_all(response.as_bytes()).await;
+            return result;
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the sign-in was not completed in time"))??;
+
+    let answer = f
+        .post_form(
+            token_endpoint,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirect),
+                ("client_id", client_id),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await?;
+    let body = json_of(&answer, "the token endpoint")?;
+    if !answer.status.is_success() {
+        bail!(
+            "sign-in failed: {}",
+            text(&body, "error").unwrap_or_else(|| answer.status.to_string())
+        );
+    }
+    Ok(body)
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn unpercent(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok()),
+        ) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `airlock token`: a session token valid for at least a minute, on stdout.

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 mod audit_cmd;
 mod login;
+mod policy_cmd;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +63,10 @@ enum Command {
         /// Which of the gateway's issuers to use, when it offers several.
         #[arg(long)]
         issuer: Option<String>,
+        /// Sign in in a browser (authorization code + PKCE on a loopback redirect) even when
+        /// the IdP offers the device flow.
+        #[arg(long)]
+        browser: bool,
     },
     /// Print a valid session token (refreshing through the IdP when needed); use it as
     /// Claude Code's apiKeyHelper. Subcommands manage tokens as an operator.
@@ -73,6 +78,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
+    },
+    /// Check a policy file, run its test cases, explain a decision.
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
     },
 }
 
@@ -143,8 +153,8 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", login::token(&config_dir()?, now()).await?);
                 Ok(())
             }
-            Command::Login { gateway, issuer } => {
-                login::login(&config_dir()?, &gateway, issuer.as_deref()).await
+            Command::Login { gateway, issuer, browser } => {
+                login::login(&config_dir()?, &gateway, issuer.as_deref(), browser).await
             }
             Command::Audit { command } => {
                 // The store is synchronous: read it on a blocking thread. Exit status 2 when
@@ -156,6 +166,13 @@ fn main() -> anyhow::Result<()> {
                             eprintln!("error: {e:#}");
                             2
                         });
+                std::process::exit(status)
+            }
+            Command::Policy { command } => {
+                let status = policy_cmd::run(command).unwrap_or_else(|e| {
+                    eprintln!("error: {e:#}");
+                    2
+                });
                 std::process::exit(status)
             }
         }
@@ -286,9 +303,14 @@ async fn start_gateway(
 ) -> anyhow::Result<(Arc<Gateway>, TcpListener, TcpListener)> {
     let keys = Arc::new(SessionKeys::load_or_create(&config.session.signing_key_file)?);
     let audit = airlock_proxy::audit::start(config).await.context("cannot start the audit log")?;
+    let policy = airlock_proxy::policy::load(config).map_err(|e| anyhow::anyhow!(e))?;
+    let mask_key = airlock_proxy::policy::load_mask_key(config).map_err(|e| anyhow::anyhow!(e))?;
+    tracing::info!(policy = %policy.source, version = %policy.version, "policy loaded");
     let gateway =
         Gateway::new(config, keys, key, airlock_proxy::system_clock(), Arc::new(LogSink))?
-            .with_audit(audit);
+            .with_audit(audit)
+            .with_policy(policy)
+            .with_mask_key(mask_key);
     let data = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -302,9 +324,25 @@ async fn start_gateway(
 async fn serve(mut config: Config) -> anyhow::Result<()> {
     let key = resolve_upstream(&mut config, false).await?;
     let (gateway, data, admin) = start_gateway(&config, key).await?;
+    reload_on_sighup(gateway.clone());
     airlock_proxy::run(gateway, data, admin, shutdown_signal()).await;
     tracing::info!("airlock stopped");
     Ok(())
+}
+
+/// SIGHUP reloads the policy file (the file is also followed for changes).
+fn reload_on_sighup(gateway: Arc<Gateway>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!(target: "airlock::policy", "SIGHUP: reloading the policy");
+            let _ = airlock_proxy::policy::reload(&gateway).await;
+        }
+    });
 }
 
 async fn demo(mut config: Config, upstream: &str) -> anyhow::Result<()> {

@@ -11,12 +11,13 @@
 //! operator-side mint path, which signs one); nothing else in the workspace can invent one.
 //! Invariant: the clock is a parameter (`now`, unix seconds), never read here.
 
+pub mod fuzz;
 mod jws;
 mod keys;
 pub mod oidc;
 mod token;
 
-pub use keys::{KeyError, SessionKeys};
+pub use keys::{KeyError, SessionKeys, write_private};
 pub use token::{
     Claims, Minted, SESSION_AUDIENCE, SESSION_ISSUER, SESSION_TYP, TokenError, is_session_token,
 };

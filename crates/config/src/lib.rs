@@ -52,6 +52,11 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Fuzz entry: any text either parses or reports errors; never a panic.
+pub fn fuzz_parse(data: &[u8]) {
+    let _ = parse("fuzz.yaml", &String::from_utf8_lossy(data));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,9 @@ pub struct Config {
     pub redis: Option<String>,
     /// The policy file; `None` means the bundled example policy.
     pub policy: Option<PathBuf>,
+    /// The key redaction placeholders and pseudonyms derive from; `None`: `masking.key` in
+    /// the data directory (created on first start). Instances sharing a store share it.
+    pub masking_key_file: Option<PathBuf>,
     pub session: SessionConfig,
     pub oidc: Vec<OidcIssuer>,
     pub admin_groups: Vec<String>,
@@ -140,6 +143,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Entries queued for the writer above which new requests are shed (503).
     pub max_queue: u64,
+    /// Request and response bodies (masked) are kept up to this size each, then cut with
+    /// the truncation recorded; 0 keeps no bodies.
+    pub max_body_bytes: u64,
 }
 
 impl Default for AuditConfig {
@@ -154,6 +160,7 @@ impl Default for AuditConfig {
             checkpoint_every: 1000,
             checkpoint_interval: 60 * SECOND,
             max_queue: 100_000,
+            max_body_bytes: 256 * 1024,
         }
     }
 }
@@ -165,10 +172,14 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Largest SSE event relayed from upstream; a longer one aborts the stream with an error.
     pub max_sse_event_bytes: u64,
+    /// Largest tool call input held from a stream until its block stops (the response guard).
+    pub max_tool_input_bytes: u64,
     /// Largest non-streaming upstream response body the gateway will inspect.
     pub max_response_bytes: u64,
     /// Concurrent client connections; connections beyond it wait in the kernel backlog.
     pub max_connections: u64,
+    /// Requests in flight at once (streams count until they end); beyond it, 503.
+    pub max_concurrent_requests: u64,
     pub max_headers: u64,
     /// Time a client has to send the request head.
     pub header_read_timeout: Duration,
@@ -217,6 +228,8 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
         Some(s)
     });
     let policy = m.field("policy", w, |f, w| f.non_empty_string(w).map(PathBuf::from));
+    let masking_key_file =
+        m.field("masking_key_file", w, |f, w| f.non_empty_string(w).map(PathBuf::from));
     let (session, oidc) = m
         .field("identity", w, |f, w| {
             let mut id = f.mapping(w)?;
@@ -270,6 +283,7 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
         store,
         redis,
         policy,
+        masking_key_file,
         session,
         oidc,
         admin_groups,
@@ -420,6 +434,8 @@ fn read_audit(a: &mut Map<'_>, w: &mut Walker) -> AuditConfig {
         .unwrap_or(d.checkpoint_interval);
     let max_queue =
         a.field("max_queue", w, |f, w| f.u64_in(w, 100, 10_000_000)).unwrap_or(d.max_queue);
+    let max_body_bytes =
+        a.field("max_body_bytes", w, |f, w| f.bytes_in(w, 0, 64 << 20)).unwrap_or(d.max_body_bytes);
     AuditConfig {
         on_store_failure,
         durability,
@@ -430,6 +446,7 @@ fn read_audit(a: &mut Map<'_>, w: &mut Walker) -> AuditConfig {
         checkpoint_every,
         checkpoint_interval,
         max_queue,
+        max_body_bytes,
     }
 }
 
@@ -544,12 +561,18 @@ fn read_limits(m: &mut Map<'_>, w: &mut Walker) -> Limits {
         max_sse_event_bytes: m
             .field("max_sse_event_bytes", w, |f, w| f.bytes_in(w, 1024, 64 * MIB))
             .unwrap_or(4 * MIB),
+        max_tool_input_bytes: m
+            .field("max_tool_input_bytes", w, |f, w| f.bytes_in(w, 1024, 64 * MIB))
+            .unwrap_or(MIB),
         max_response_bytes: m
             .field("max_response_bytes", w, |f, w| f.bytes_in(w, 1024, 256 * MIB))
             .unwrap_or(64 * MIB),
         max_connections: m
             .field("max_connections", w, |f, w| f.u64_in(w, 1, 1_000_000))
             .unwrap_or(4096),
+        max_concurrent_requests: m
+            .field("max_concurrent_requests", w, |f, w| f.u64_in(w, 1, 1_000_000))
+            .unwrap_or(2048),
         max_headers: m.field("max_headers", w, |f, w| f.u64_in(w, 8, 1000)).unwrap_or(100),
         header_read_timeout: m
             .field("header_read_timeout", w, |f, w| f.duration_in(w, 10 * MS, 300 * SECOND))

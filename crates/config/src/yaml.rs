@@ -344,6 +344,31 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// Call `f` for each key and value of a mapping whose keys are names the file chooses
+    /// (detector names, group names), in file order.
+    pub fn entries<T>(
+        self,
+        w: &mut Walker,
+        mut f: impl FnMut(&str, Field<'_>, &mut Walker) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        match self.node {
+            Node::Mapping(m) => {
+                let mut out = Vec::new();
+                for (key, value) in m.iter() {
+                    let path = child_path(self.path, key.as_str());
+                    if let Some(v) = f(key.as_str(), Field { node: value, path: &path }, w) {
+                        out.push(v);
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                w.error(other.span(), self.path, "expected a mapping");
+                None
+            }
+        }
+    }
+
     /// Call `f` for each item of a sequence, with the item and its path.
     pub fn each<T>(
         self,

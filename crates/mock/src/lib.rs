@@ -153,6 +153,14 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<MockB
         headers.insert("request-id", v);
     }
     headers.insert("anthropic-ratelimit-requests-remaining", HeaderValue::from_static("999"));
+    if script.get("hop_headers") == Some("1") {
+        // A misbehaving upstream: hop-by-hop headers, one of them named in Connection.
+        headers.insert("connection", HeaderValue::from_static("x-hop-secret"));
+        headers.insert("x-hop-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
+        headers.insert("upgrade", HeaderValue::from_static("h2c"));
+    }
     response
 }
 

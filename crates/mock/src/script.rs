@@ -6,7 +6,8 @@
 //! `status` and `retry_after` (scenario=error), `after` (events before drop/stall/mid-stream
 //! error), `fixture` (a path under the mock's fixtures directory), `tool` and `command`
 //! (scenario=tool_use: the tool call to make; once the request carries the tool's result, the
-//! mock ends the turn with a text block quoting it).
+//! mock ends the turn with a text block quoting it), `hop_headers=1` (answer with hop-by-hop
+//! headers, one named in `Connection`, as a misbehaving upstream would).
 
 use std::collections::HashMap;
 

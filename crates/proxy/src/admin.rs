@@ -1,6 +1,11 @@
 //! The admin plane: its own listener, never the data plane's.
 //!
 //! - `GET /healthz`: the process is up.
+//! - `GET /metrics`: Prometheus text; for now the policy's version and reload state and the
+//!   audit writer's health and queue.
+//! - Audit reads for admins: `GET /admin/audit/entries?subject=&group=&rule=&decision=&model=
+//!   &request_id=&since_ms=&until_ms=&limit=` (search, newest first; also the export),
+//!   `GET /admin/audit/requests/{id}` (one request's entries), `GET /admin/audit/verify`.
 //! - `GET /readyz`: the data plane accepts, is not shutting down, and every OIDC issuer has a
 //!   usable key set (an IdP unreachable at start keeps the gateway not-ready, never open).
 //! - The admin API, for members of `admin.groups` holding a session token:
@@ -15,6 +20,7 @@ use crate::record::{Outcome, RequestRecord};
 use crate::reject::Rejection;
 use crate::revoke::Revoked;
 use airlock_authn::Identity;
+use airlock_wire::ErrorType;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -46,8 +52,8 @@ impl Handler for Admin {
         _peer: SocketAddr,
     ) -> Response<ProxyBody> {
         let path = req.uri().path().to_owned();
-        let text = |status, text: &'static str| {
-            let mut r = Response::new(full(Bytes::from_static(text.as_bytes())));
+        let text = |status, text: &str| {
+            let mut r = Response::new(full(Bytes::from(text.to_owned())));
             *r.status_mut() = status;
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             r
@@ -62,8 +68,55 @@ impl Handler for Admin {
                 } else if self.gateway.audit.as_ref().is_some_and(|a| !a.healthy()) {
                     text(StatusCode::SERVICE_UNAVAILABLE, "not ready: audit store failing\n")
                 } else {
-                    text(StatusCode::OK, "ready\n")
+                    // A refused reload does not stop serving (the previous policy stays), but
+                    // readiness says so, so an operator sees it.
+                    match self.gateway.policy.status().last_error {
+                        Some(e) => {
+                            let first = e.lines().nth(1).unwrap_or("").trim().to_owned();
+                            text(
+                                StatusCode::OK,
+                                &format!("ready (policy reload refused: {first})\n"),
+                            )
+                        }
+                        None => text(StatusCode::OK, "ready\n"),
+                    }
                 }
+            }
+            (&Method::GET, "/metrics") => {
+                // The first metrics (policy state); issue 6 grows this endpoint.
+                let st = self.gateway.policy.status();
+                let body = format!(
+                    "# HELP airlock_policy_info The policy version in force.\n\
+                     # TYPE airlock_policy_info gauge\n\
+                     airlock_policy_info{{version=\"{}\"}} 1\n\
+                     # HELP airlock_policy_reload_failures_total Policy reloads refused (the previous policy stayed).\n\
+                     # TYPE airlock_policy_reload_failures_total counter\n\
+                     airlock_policy_reload_failures_total {}\n\
+                     # HELP airlock_policy_last_reload_ok 1 unless the last reload attempt was refused.\n\
+                     # TYPE airlock_policy_last_reload_ok gauge\n\
+                     airlock_policy_last_reload_ok {}\n",
+                    st.version,
+                    st.reload_failures,
+                    u8::from(st.last_error.is_none())
+                ) + &match &self.gateway.audit {
+                    Some(a) => format!(
+                        "# HELP airlock_audit_healthy 1 while the audit store commits.\n\
+                         # TYPE airlock_audit_healthy gauge\n\
+                         airlock_audit_healthy {}\n\
+                         # HELP airlock_audit_queue_depth Entries waiting for the audit writer.\n\
+                         # TYPE airlock_audit_queue_depth gauge\n\
+                         airlock_audit_queue_depth {}\n",
+                        u8::from(a.healthy()),
+                        a.queue_depth()
+                    ),
+                    None => String::new(),
+                };
+                let mut r = Response::new(full(Bytes::from(body)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
             }
             (_, p) if p.starts_with("/admin/") => self.api(req).await,
             (_, p) => Rejection::not_found(p).into_response("admin"),
@@ -114,6 +167,86 @@ impl Admin {
         record.data.token_id = Some(operator.token_id().to_owned());
         let now = (gw.clock)();
         match (&parts.method, parts.uri.path()) {
+            (&Method::GET, "/admin/policy") => {
+                let s = gw.policy.status();
+                let p = gw.policy.current();
+                let secs = |t: std::time::SystemTime| {
+                    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+                };
+                let rules: Vec<Value> = p
+                    .rules()
+                    .map(|(id, action, mode)| json!({"id": id, "action": action.as_str(), "mode": mode.as_str()}))
+                    .collect();
+                Ok((
+                    "admin_policy",
+                    json!({
+                        "version": s.version,
+                        "source": s.source,
+                        "loaded_at": secs(s.loaded_at),
+                        "last_reload_error": s.last_error,
+                        "last_reload_failed_at": s.failed_at.map(secs),
+                        "reload_failures": s.reload_failures,
+                        "rules": rules,
+                    }),
+                ))
+            }
+            (&Method::POST, "/admin/policy/reload") => match crate::policy::reload(gw).await {
+                Ok(version) => Ok(("admin_policy_reload", json!({"version": version}))),
+                Err(e) => Err(Rejection::bad_request(e, "policy_reload_refused")),
+            },
+            (&Method::GET, "/admin/audit/entries") => {
+                let q = audit_query(parts.uri.query().unwrap_or(""))?;
+                let rows = audit_read(gw, move |s| s.search(&q)).await?;
+                Ok((
+                    "admin_audit_search",
+                    json!({ "entries": rows.iter().map(entry_json).collect::<Vec<_>>() }),
+                ))
+            }
+            (&Method::GET, path) if path.starts_with("/admin/audit/requests/") => {
+                let id = path.trim_start_matches("/admin/audit/requests/").to_owned();
+                if id.is_empty()
+                    || id.len() > 128
+                    || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(Rejection::bad_request("not a request id", "bad_request_id"));
+                }
+                let q =
+                    airlock_store::Query { request_id: Some(id), limit: 100, ..Default::default() };
+                let mut rows = audit_read(gw, move |s| s.search(&q)).await?;
+                if rows.is_empty() {
+                    return Err(Rejection::new(
+                        ErrorType::NotFound,
+                        "no audit entries for that request",
+                        crate::reject::Fault::Client,
+                        "audit_not_found",
+                    ));
+                }
+                rows.sort_by(|a, b| (&a.chain, a.seq).cmp(&(&b.chain, b.seq)));
+                Ok((
+                    "admin_audit_show",
+                    json!({ "entries": rows.iter().map(entry_json).collect::<Vec<_>>() }),
+                ))
+            }
+            (&Method::GET, "/admin/audit/verify") => {
+                let audit = gw.audit.as_ref().ok_or_else(crate::audit::unavailable)?;
+                let reports = audit.verify().await.map_err(|_| crate::audit::unavailable())?;
+                let ok = reports.iter().all(|r| r.problem.is_none());
+                let chains: Vec<Value> = reports
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "chain": r.chain,
+                            "entries": r.entries,
+                            "last_seq": r.last_seq,
+                            "checkpoints_checked": r.checkpoints_checked,
+                            "problem": r.problem.as_ref().map(|p| json!({"seq": p.seq, "problem": p.problem, "text": p.to_string()})),
+                            "incomplete": r.incomplete,
+                            "interrupted": r.interrupted,
+                        })
+                    })
+                    .collect();
+                Ok(("admin_audit_verify", json!({ "verified": ok, "chains": chains })))
+            }
             (&Method::GET, "/admin/revocations") => {
                 let list: Vec<Value> = gw
                     .revocations
@@ -265,4 +398,86 @@ fn str_field(body: &Value, key: &str) -> Result<Option<String>, Rejection> {
             "bad_admin_request",
         )),
     }
+}
+
+/// Read the audit store on a blocking task; a store that cannot answer is a 503.
+async fn audit_read<T: Send + 'static>(
+    gw: &Gateway,
+    f: impl FnOnce(&mut airlock_store::Store) -> Result<T, airlock_store::StoreError> + Send + 'static,
+) -> Result<T, Rejection> {
+    let audit = gw.audit.as_ref().ok_or_else(crate::audit::unavailable)?;
+    audit.read(f).await.map_err(|_| crate::audit::unavailable())
+}
+
+/// One stored entry as the API returns it: the signed body parsed, with its chain position
+/// and hashes.
+fn entry_json(r: &airlock_audit::Row) -> Value {
+    json!({
+        "chain": r.chain,
+        "seq": r.seq,
+        "kind": r.kind,
+        "request_id": r.request_id,
+        "at_ms": r.at_ms,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+        "body": serde_json::from_str::<Value>(&r.body).unwrap_or(Value::Null),
+    })
+}
+
+/// `subject`, `group`, `rule`, `decision`, `model`, `request_id`, `since_ms`, `until_ms`,
+/// `limit` (default 100, at most 1000) from a query string; anything else is refused.
+fn audit_query(query: &str) -> Result<airlock_store::Query, Rejection> {
+    let mut q = airlock_store::Query { limit: 100, ..Default::default() };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| {
+            Rejection::bad_request("bad percent-encoding in the query", "bad_query")
+        })?;
+        let num = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| Rejection::bad_request(format!("`{k}` must be a number"), "bad_query"))
+        };
+        match k {
+            "subject" => q.subject = Some(v),
+            "group" => q.group = Some(v),
+            "rule" => q.rule = Some(v),
+            "decision" => q.decision = Some(v),
+            "model" => q.model = Some(v),
+            "request_id" => q.request_id = Some(v),
+            "since_ms" => q.since_ms = Some(num(&v)?),
+            "until_ms" => q.until_ms = Some(num(&v)?),
+            "limit" => q.limit = num(&v)?.clamp(1, 1000) as u64,
+            _ => {
+                return Err(Rejection::bad_request(
+                    format!("unknown query parameter `{k}`"),
+                    "bad_query",
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }

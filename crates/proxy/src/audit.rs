@@ -35,6 +35,9 @@ pub struct Audit {
     max_queue: usize,
     /// A second connection for reads (admin API, revocations), used from blocking tasks.
     reader: Arc<Mutex<Store>>,
+    /// This gateway's checkpoint verifier key and checkpoint file (the admin API's verify).
+    verifier: airlock_audit::VerifierKey,
+    checkpoint_file: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Audit {
@@ -138,6 +141,7 @@ impl Audit {
         let key =
             SessionKeys::load_or_create(&key_file).map_err(|e| StoreError::Setup(e.to_string()))?;
         write_verifier_key(&key_file, &key);
+        let verifier = airlock_audit::VerifierKey::of(&key);
         let options = WriterOptions {
             chain: chain_name(config),
             checkpoint_every: config.audit.checkpoint_every,
@@ -153,7 +157,31 @@ impl Audit {
             fail_open: config.audit.on_store_failure == OnStoreFailure::FailOpen,
             max_queue: config.audit.max_queue as usize,
             reader: Arc::new(Mutex::new(reader)),
+            verifier,
+            checkpoint_file: checkpoint_file(config),
         })
+    }
+
+    /// Verify every chain in the store with this gateway's key and checkpoint file, as
+    /// `airlock audit verify` does by default.
+    pub async fn verify(&self) -> Result<Vec<airlock_audit::ChainReport>, StoreError> {
+        let keys = vec![self.verifier.clone()];
+        let file = self.checkpoint_file.clone();
+        self.read(move |store| {
+            let external: Vec<String> = std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["note"].as_str().map(str::to_owned))
+                .collect();
+            airlock_store::audit::verify(store, &keys, &external)
+        })
+        .await
+    }
+
+    /// Entries waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.writer.depth()
     }
 
     pub fn durability(&self) -> Durability {
@@ -273,9 +301,30 @@ fn index(data: &RecordData, with_status: bool) -> Index {
         groups: data.groups.clone(),
         model: data.model.clone(),
         decision: data.decision.map(str::to_owned),
-        rules: Vec::new(),
+        rules: data.rules.iter().map(|r| r.id.clone()).collect(),
         status: if with_status { data.status } else { None },
     }
+}
+
+/// A masked body as stored: whole when its JSON is at most `max` bytes, otherwise its first
+/// `max` bytes as text with the truncation recorded. `None` when bodies are not kept.
+pub fn capped_body(body: serde_json::Value, max: usize) -> Option<serde_json::Value> {
+    if max == 0 {
+        return None;
+    }
+    let text = body.to_string();
+    if text.len() <= max {
+        return Some(body);
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(json!({"airlock_truncated": true, "bytes": text.len(), "text": &text[..cut]}))
+}
+
+fn counts(c: &[(String, u32)]) -> serde_json::Value {
+    serde_json::Value::Object(c.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }
 
 /// An entry for `data`. A `request` entry holds what is known before forwarding; the final
@@ -290,6 +339,14 @@ pub fn draft(kind: Kind, data: &RecordData) -> Draft {
         "client_addr": data.client_addr,
         "user_agent": data.user_agent,
         "stream": data.stream,
+        "request_body": data.request_body,
+        "policy": {
+            "version": data.policy_version,
+            "rules": data.rules.iter().map(|r| json!({"id": r.id, "action": r.action, "mode": r.mode})).collect::<Vec<_>>(),
+            "redactions": counts(&data.redactions),
+            "clamped_max_tokens": data.clamped.map(|(from, to)| json!({"from": from, "to": to})),
+            "stripped_tools": data.stripped_tools,
+        },
     });
     if kind != Kind::Request {
         let extra = json!({
@@ -311,6 +368,8 @@ pub fn draft(kind: Kind, data: &RecordData) -> Draft {
                 "first_byte": data.time_to_first_byte.map(us),
             },
             "events": data.events,
+            "masked": counts(&data.masked),
+            "response_body": data.response_body,
         });
         if let (Some(d), serde_json::Value::Object(e)) = (detail.as_object_mut(), extra) {
             d.extend(e);

@@ -2,7 +2,8 @@
 //!
 //! The relay decodes upstream SSE event by event and re-encodes each event as soon as its
 //! frame is complete; events completed by one upstream chunk go out together in one frame,
-//! nothing is held longer. (Masking, in a later stage, plugs in between decode and encode.)
+//! nothing is held longer — except what the response guard holds between decode and encode:
+//! the text a pending mask might still cover, and a tool call until its block stops.
 //!
 //! In `strict` audit mode the frame carrying the terminal event (`message_stop` or `error`) is
 //! held until the request's final audit entry commits; if it cannot commit, the client gets
@@ -15,6 +16,7 @@
 
 use crate::audit::Pending;
 use crate::record::{Outcome, RequestRecord};
+use airlock_policy::ResponseGuard;
 use airlock_wire::{Decoder, ErrorType, Usage};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -48,6 +50,10 @@ pub struct SseRelay {
     /// Strict mode: the terminal frame, released once `closing` (its audit entry) commits.
     held: Option<Bytes>,
     closing: Option<Pending>,
+    /// Masking and tool-call checks between decode and encode.
+    guard: Option<ResponseGuard>,
+    /// Rules the request matched (the guard's tool-call hits are appended after them).
+    request_rules: usize,
 }
 
 impl std::fmt::Debug for SseRelay {
@@ -62,7 +68,9 @@ impl SseRelay {
         max_event_bytes: usize,
         idle_timeout: Duration,
         record: RequestRecord,
+        guard: Option<ResponseGuard>,
     ) -> SseRelay {
+        let request_rules = record.data.rules.len();
         SseRelay {
             upstream,
             decoder: Decoder::new(max_event_bytes),
@@ -75,12 +83,28 @@ impl SseRelay {
             usage: Usage::default(),
             held: None,
             closing: None,
+            guard,
+            request_rules,
+        }
+    }
+
+    /// Copy what the guard knows into the record; `transcript` also assembles the response
+    /// as received so far (at the end of the stream, however it ends).
+    fn sync_guard(&mut self, transcript: bool) {
+        if let (Some(guard), Some(r)) = (&self.guard, &mut self.record) {
+            r.data.rules.truncate(self.request_rules);
+            r.data.rules.extend(guard.hits.iter().map(crate::record::RuleHit::from));
+            r.data.masked = guard.masked();
+            if transcript {
+                r.data.response_body = guard.transcript();
+            }
         }
     }
 
     /// End the stream with an SSE `error` event (unless the upstream already sent its own).
     fn fail(&mut self, kind: ErrorType, message: &str, reason: &'static str) -> Option<Bytes> {
         self.done = true;
+        self.sync_guard(true);
         if self.upstream_error {
             if let Some(r) = &mut self.record {
                 r.finish(Outcome::StreamFailed, "upstream_error_event");
@@ -114,22 +138,51 @@ impl SseRelay {
         }
         let mut out = BytesMut::new();
         let mut terminal = false;
+        let mut blocked = None;
         for event in &events {
-            let name = event.effective_name();
-            if name == "message_stop" || name == "error" {
-                terminal = !self.terminal_seen;
-                self.terminal_seen = true;
-                self.upstream_error |= name == "error";
-            }
-            if let Some(usage) = airlock_wire::usage_of_event(&name, &event.data) {
+            if let Some(usage) = airlock_wire::usage_of_event(&event.effective_name(), &event.data)
+            {
                 self.usage.update(usage);
             }
-            out.extend_from_slice(&airlock_wire::encode(event));
+            let released = match &mut self.guard {
+                None => vec![event.clone()],
+                Some(guard) => match guard.event(event.clone()) {
+                    Ok(released) => released,
+                    Err(reject) => {
+                        blocked = Some(reject);
+                        break;
+                    }
+                },
+            };
+            for event in &released {
+                let name = event.effective_name();
+                if name == "message_stop" || name == "error" {
+                    terminal = !self.terminal_seen;
+                    self.terminal_seen = true;
+                    self.upstream_error |= name == "error";
+                }
+                out.extend_from_slice(&airlock_wire::encode(event));
+            }
+        }
+        self.sync_guard(terminal || blocked.is_some());
+        if let Some(reject) = blocked {
+            // The call is never released: what came before it goes out, then the error.
+            if let Some(r) = &mut self.record {
+                r.data.decision = Some("deny");
+                r.mark_first_byte();
+            }
+            let error = self.fail(ErrorType::Permission, &reject.message, "tool_call_blocked");
+            out.extend_from_slice(&error.unwrap_or_default());
+            return Some(out.freeze());
         }
         let out = out.freeze();
         let Some(r) = &mut self.record else { return Some(out) };
         r.data.events += events.len() as u64;
         (r.data.input_tokens, r.data.output_tokens) = (self.usage.input, self.usage.output);
+        if out.is_empty() {
+            // Everything in this chunk is held by the guard (a pending mask, a tool call).
+            return None;
+        }
         r.mark_first_byte();
         if terminal {
             match self.upstream_error {
@@ -146,6 +199,7 @@ impl SseRelay {
     }
 
     fn on_end(&mut self) -> Option<Bytes> {
+        self.sync_guard(true);
         if self.terminal_seen && !self.decoder.has_partial() {
             self.done = true;
             if let Some(r) = &mut self.record {
@@ -157,6 +211,15 @@ impl SseRelay {
             return None;
         }
         self.fail(ErrorType::Api, "upstream stream ended unexpectedly", "upstream_truncated")
+    }
+}
+
+impl Drop for SseRelay {
+    fn drop(&mut self) {
+        // A client gone mid-stream: the record still gets what it had received.
+        if self.record.as_ref().is_some_and(|r| r.data.response_body.is_none()) {
+            self.sync_guard(true);
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod headers;
 pub mod idp;
 pub mod pipeline;
+pub mod policy;
 pub mod record;
 pub mod reject;
 pub mod revoke;
@@ -22,6 +23,8 @@ pub mod upstream;
 
 use airlock_authn::SessionKeys;
 use airlock_config::{Config, Limits, Secret};
+use airlock_detect::MaskKey;
+use airlock_policy::Policy;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::future::Future;
@@ -73,6 +76,12 @@ impl Default for RequestIds {
     }
 }
 
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key);
+    key
+}
+
 /// Deadline for one request to an identity provider (discovery, JWK set).
 const IDP_FETCH_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -93,7 +102,69 @@ pub struct Gateway {
     /// The audit log; `None` only in tests that do not exercise it.
     pub audit: Option<audit::Audit>,
     pub request_ids: RequestIds,
+    /// The policy every new request is judged by (one version per request, swapped whole).
+    pub policy: Arc<PolicyCell>,
+    /// The key request redaction and response masking derive placeholders from.
+    pub mask_key: Arc<MaskKey>,
+    /// The policy file followed for changes (`None`: the bundled policy, never reloaded).
+    pub policy_file: Option<std::path::PathBuf>,
+    /// Masked bodies kept in audit entries up to this size each (0: none).
+    pub audit_body_bytes: usize,
+    /// Requests in flight; a request holds one permit until it (or its stream) ends.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     upstream_key: Secret,
+}
+
+/// The current policy. A request takes the `Arc` once and keeps that version throughout;
+/// a reload swaps the whole policy, never part of it.
+#[derive(Debug)]
+pub struct PolicyCell {
+    current: std::sync::RwLock<Arc<Policy>>,
+    status: std::sync::Mutex<policy::Status>,
+    /// Bumped on every reload attempt, good or refused: what observers wait on.
+    attempts: tokio::sync::watch::Sender<u64>,
+}
+
+impl PolicyCell {
+    pub fn new(policy: Policy) -> PolicyCell {
+        let status = policy::Status::loaded(&policy);
+        PolicyCell {
+            current: std::sync::RwLock::new(Arc::new(policy)),
+            status: std::sync::Mutex::new(status),
+            attempts: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Policy> {
+        Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    pub fn replace(&self, policy: Policy) {
+        *self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            policy::Status::loaded(&policy);
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policy);
+        self.attempts.send_modify(|n| *n += 1);
+    }
+
+    /// A reload failed: the current policy stays; the error is kept for /readyz and the API.
+    pub fn reload_failed(&self, error: String) {
+        {
+            let mut s = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.last_error = Some(error);
+            s.failed_at = Some(std::time::SystemTime::now());
+            s.reload_failures += 1;
+        }
+        self.attempts.send_modify(|n| *n += 1);
+    }
+
+    pub fn status(&self) -> policy::Status {
+        self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Notified after every reload attempt (installed or refused).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.attempts.subscribe()
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -125,8 +196,26 @@ impl Gateway {
             sink,
             audit: None,
             request_ids: RequestIds::new(),
+            policy: Arc::new(PolicyCell::new(Policy::bundled())),
+            mask_key: Arc::new(MaskKey::new(&random_key())),
+            policy_file: config.policy.clone(),
+            audit_body_bytes: config.audit.max_body_bytes as usize,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_concurrent_requests as usize,
+            )),
             upstream_key,
         })
+    }
+
+    pub fn with_policy(self, policy: Policy) -> Gateway {
+        self.policy.replace(policy);
+        self
+    }
+
+    /// The masking key; without one, a random key (placeholders then change on restart).
+    pub fn with_mask_key(mut self, key: MaskKey) -> Gateway {
+        self.mask_key = Arc::new(key);
+        self
     }
 
     pub fn with_audit(mut self, audit: audit::Audit) -> Gateway {
@@ -177,6 +266,9 @@ pub async fn run(
         ready.ready.store(false, Ordering::Release);
         let _ = tx.send(true);
     });
+    if let Some(path) = gateway.policy_file.clone() {
+        tokio::spawn(policy::follow_file(gateway.clone(), path, stop(rx.clone())));
+    }
     if let Some(audit) = gateway.audit.clone() {
         tokio::spawn(revoke::follow_store(
             audit,

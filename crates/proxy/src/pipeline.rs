@@ -3,21 +3,25 @@
 //!
 //! ```text
 //! /auth/token, /auth/config ─► auth (exchange, login discovery), answered here
-//! route ─► authenticate ─► read body (bounded) ─► parse ─► [policy, redaction: later stages]
-//!       ─► forward upstream ─► relay response (JSON buffered+bounded, SSE event by event)
+//! route ─► authenticate ─► read body (bounded) ─► parse ─► policy (judge, redact, clamp)
+//!       ─► forward upstream ─► relay response (JSON buffered+bounded, SSE event by event),
+//!          through the response guard (masking, tool-call checks)
 //! every path: exactly one RequestRecord, delivered when the request ends
 //! ```
 
 use crate::Gateway;
 use crate::body::{ProxyBody, SseRelay, full};
-use crate::record::{Outcome, RequestRecord};
+use crate::record::{Outcome, RequestRecord, RuleHit};
 use crate::reject::Rejection;
 use crate::route::{Local, Route, local_route, route};
+use airlock_detect::Pseudonyms;
+use airlock_policy::{RejectKind, ResponseGuard};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<ProxyBody> {
@@ -29,7 +33,11 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
         .headers()
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(256)]).into_owned());
-    let mut response = match run(gw, req, &mut record).await {
+    let outcome = run(gw, req, &mut record).await;
+    // `warn` rules that matched: the client hears of them in a header, nothing is blocked.
+    let warnings: Vec<String> =
+        record.data.rules.iter().filter(|r| r.mode == "warn").map(|r| r.id.clone()).collect();
+    let mut response = match outcome {
         Ok(Relay::Full(response)) => {
             record.finish(Outcome::Completed, "completed");
             record.data.status = Some(response.status().as_u16());
@@ -53,11 +61,13 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
                 gw.limits.max_sse_event_bytes as usize,
                 gw.upstream_idle_timeout,
                 record,
+                parts.guard,
             );
             let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(relay));
             *response.status_mut() = parts.status;
             *response.headers_mut() = parts.headers;
             add_request_id(response.headers_mut(), &request_id);
+            add_warnings(response.headers_mut(), &warnings);
             return response;
         }
         Err(rejection) => {
@@ -70,7 +80,65 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
     };
     record.data.status = Some(response.status().as_u16());
     add_request_id(response.headers_mut(), &request_id);
+    add_warnings(response.headers_mut(), &warnings);
     response
+}
+
+/// The policy's Rego layer, off the async threads and bounded in wall-clock time: the
+/// engine checks its own limit between steps, but one long builtin call could overrun it,
+/// so the request stops waiting at the limit (plus a margin) and fails closed.
+async fn rego_decide(
+    policy: &Arc<airlock_policy::Policy>,
+    input: serde_json::Value,
+) -> Result<Option<airlock_policy::RegoDecision>, String> {
+    let limit = policy.rego_timeout().unwrap_or_default() + Duration::from_millis(50);
+    let p = Arc::clone(policy);
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(move || p.rego_decide(&input)))
+        .await
+    {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err("evaluation failed".into()),
+        Err(_) => Err(format!("no decision within {} ms", limit.as_millis())),
+    }
+}
+
+fn add_warnings(headers: &mut HeaderMap, rules: &[String]) {
+    if !rules.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&rules.join(", "))
+    {
+        headers.insert("x-airlock-policy-warning", v);
+    }
+}
+
+/// A whole Messages response through the guard: masked, its tool calls checked. A blocked
+/// tool call means the client gets a 403 instead of the call; a body that is not JSON cannot
+/// be inspected and is not released.
+fn guard_json(
+    bytes: Bytes,
+    mut guard: ResponseGuard,
+    record: &mut RequestRecord,
+) -> Result<Bytes, Rejection> {
+    let mut message: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+        Rejection::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream sent a response that is not valid JSON",
+            "upstream_bad_json",
+        )
+    })?;
+    let result = guard.json(&mut message);
+    record.data.rules.extend(guard.hits.iter().map(RuleHit::from));
+    record.data.masked = guard.masked();
+    if let Some(t) = guard.transcript() {
+        record.data.response_body = crate::audit::capped_body(t, usize::MAX);
+    }
+    match result {
+        Err(r) => {
+            record.data.decision = Some("deny");
+            Err(Rejection::policy(&r, "tool_call_blocked"))
+        }
+        Ok(true) => Ok(Bytes::from(message.to_string())),
+        Ok(false) => Ok(bytes),
+    }
 }
 
 fn add_request_id(headers: &mut HeaderMap, request_id: &str) {
@@ -81,13 +149,14 @@ fn add_request_id(headers: &mut HeaderMap, request_id: &str) {
 
 enum Relay {
     Full(Response<ProxyBody>),
-    Stream(StreamParts),
+    Stream(Box<StreamParts>),
 }
 
 struct StreamParts {
     status: StatusCode,
     headers: HeaderMap,
     body: Incoming,
+    guard: Option<ResponseGuard>,
 }
 
 async fn run(
@@ -99,6 +168,7 @@ async fn run(
 
     // Bounded headers before anything looks at them.
     check_header_size(&parts.headers)?;
+    check_framing(&parts.headers)?;
 
     // The gateway's own endpoints: token exchange and login discovery. No upstream.
     if let Some(local) = local_route(&parts.method, parts.uri.path())? {
@@ -109,6 +179,22 @@ async fn run(
         }));
     }
 
+    // Shed load before doing work: too many requests in flight, or the audit writer far
+    // behind. The permit travels with the record (a stream holds it until it ends).
+    match Arc::clone(&gw.in_flight).try_acquire_owned() {
+        Ok(permit) => record.hold(permit),
+        Err(_) => {
+            let mut r = Rejection::new(
+                airlock_wire::ErrorType::Overloaded,
+                "the gateway is at its limit of requests in flight; retry shortly",
+                crate::reject::Fault::Internal,
+                "too_many_requests_in_flight",
+            )
+            .with_status(StatusCode::SERVICE_UNAVAILABLE);
+            r.retry_after = Some(HeaderValue::from_static("1"));
+            return Err(r);
+        }
+    }
     // Shed load before doing work when the audit writer is far behind.
     if let Some(audit) = &gw.audit {
         audit.admit()?;
@@ -120,7 +206,12 @@ async fn run(
     check_query(parts.uri.query())?;
 
     // Authenticate before reading the body, so anonymous callers cannot make us buffer.
-    let _identity = crate::auth::authenticate(gw, &parts.headers, record).await?;
+    let identity = crate::auth::authenticate(gw, &parts.headers, record).await?;
+
+    // One policy version judges this request from here to the end of its response.
+    let policy = gw.policy.current();
+    record.data.policy_version = Some(policy.version.clone());
+    let mut guard = None;
 
     // Read the body within the size and time bounds, then parse it. GET routes carry none.
     let body = if route.has_body() {
@@ -132,15 +223,64 @@ async fn run(
             .map_err(|e| Rejection::bad_request(e.to_string(), "invalid_json"))?;
         record.data.model = request.model.clone();
         record.data.stream = request.stream && route == Route::Messages;
-        // Policy evaluation and request redaction plug in here (issues 4 and 11). Until then
-        // the client's exact bytes are forwarded, so nothing about the body changes.
-        bytes
+        let mut body = request.body;
+        let mut pseudonyms = Pseudonyms::default();
+        let mut verdict = policy.evaluate(
+            identity.groups(),
+            &mut body,
+            bytes.len(),
+            &gw.mask_key,
+            &mut pseudonyms,
+        );
+        if verdict.reject.is_none()
+            && let Some(input) =
+                policy.rego_input(identity.subject(), identity.groups(), &body, &verdict)
+        {
+            verdict.apply_rego(rego_decide(&policy, input).await);
+        }
+        record.data.decision = Some(verdict.decision());
+        record.data.rules = verdict.hits.iter().map(RuleHit::from).collect();
+        record.data.redactions = verdict.redactions;
+        record.data.clamped = verdict.clamped;
+        record.data.stripped_tools = verdict.stripped_tools;
+        if gw.audit_body_bytes > 0 && gw.audit.is_some() {
+            // What the record keeps of the request: as forwarded, every detected value masked.
+            let copy = policy.audit_copy(serde_json::Value::Object(body.clone()));
+            record.data.request_body = crate::audit::capped_body(copy, gw.audit_body_bytes);
+        }
+        if let Some(r) = &verdict.reject {
+            let reason = match r.kind {
+                RejectKind::InvalidRequest => "policy_invalid",
+                RejectKind::Permission => "policy_denied",
+            };
+            return Err(Rejection::policy(r, reason));
+        }
+        if route == Route::Messages {
+            guard = Some(ResponseGuard::new(
+                Arc::clone(&policy),
+                identity.groups().to_vec(),
+                request.model.unwrap_or_default(),
+                Arc::clone(&gw.mask_key),
+                pseudonyms,
+                gw.limits.max_tool_input_bytes as usize,
+            ));
+            if let Some(g) = guard.as_mut() {
+                g.keep_transcript(gw.audit_body_bytes);
+            }
+        }
+        if verdict.changed {
+            // The redacted request is what goes upstream (and the same bytes every turn).
+            Bytes::from(serde_json::Value::Object(body).to_string())
+        } else {
+            // Untouched: the client's exact bytes.
+            bytes
+        }
     } else {
         Bytes::new()
     };
 
     // Nothing leaves unrecorded: the request's audit entry commits first (fail closed).
-    record.data.decision = Some("allow");
+    record.data.decision.get_or_insert("allow");
     record.open_audit().await?;
 
     // Forward with the gateway's credential; the client's token never leaves.
@@ -153,7 +293,7 @@ async fn run(
     record.data.upstream_request_id =
         response.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
 
-    relay(gw, response, record).await
+    relay(gw, response, record, guard).await
 }
 
 /// Total size of request headers accepted (names and values); more gets 431.
@@ -167,6 +307,34 @@ fn check_header_size(headers: &HeaderMap) -> Result<(), Rejection> {
             "headers_too_large",
         )
         .with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+    }
+    Ok(())
+}
+
+/// One unambiguous body framing, or none (RFC 9112 §6.3; security-tests.md P-01..P-03): a
+/// request with both Content-Length and Transfer-Encoding, a Transfer-Encoding other than a
+/// single `chunked`, or several Content-Length headers is refused and its connection closed —
+/// the way request smuggling starts is two hops disagreeing on where a body ends. Header
+/// names with `_` are refused too: some servers read `x_api_key` as `x-api-key` (P-33).
+fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
+    let refuse = |why: &str| {
+        let mut r = Rejection::bad_request(format!("ambiguous request: {why}"), "bad_framing");
+        r.close = true;
+        Err(r)
+    };
+    let te: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    if !te.is_empty() && cl > 0 {
+        return refuse("both Content-Length and Transfer-Encoding");
+    }
+    if te.len() > 1 || te.first().is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+        return refuse("Transfer-Encoding must be exactly `chunked`");
+    }
+    if cl > 1 {
+        return refuse("more than one Content-Length");
+    }
+    if headers.keys().any(|k| k.as_str().contains('_')) {
+        return refuse("header names must not contain `_`");
     }
     Ok(())
 }
@@ -188,6 +356,18 @@ fn check_query(query: Option<&str>) -> Result<(), Rejection> {
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    // A compressed body could not be scanned or redacted without inflating it, and inflating
+    // untrusted input is a bomb waiting to go off: refused (P-13).
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(Rejection::bad_request(
+            "compressed request bodies are not accepted; send plain JSON",
+            "encoded_body",
+        )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
     let ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -247,6 +427,7 @@ async fn relay(
     gw: &Gateway,
     response: Response<Incoming>,
     record: &mut RequestRecord,
+    guard: Option<ResponseGuard>,
 ) -> Result<Relay, Rejection> {
     let (parts, body) = response.into_parts();
     if parts.status.is_redirection() {
@@ -276,7 +457,12 @@ async fn relay(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
     if is_sse && parts.status.is_success() {
-        return Ok(Relay::Stream(StreamParts { status: parts.status, headers, body }));
+        return Ok(Relay::Stream(Box::new(StreamParts {
+            status: parts.status,
+            headers,
+            body,
+            guard,
+        })));
     }
     let bytes =
         read_upstream_body(body, gw.limits.max_response_bytes, gw.upstream_idle_timeout).await?;
@@ -284,7 +470,10 @@ async fn relay(
     let bytes = if parts.status.is_success() {
         let usage = airlock_wire::usage_of(&bytes);
         (record.data.input_tokens, record.data.output_tokens) = (usage.input, usage.output);
-        bytes
+        match guard {
+            Some(guard) => guard_json(bytes, guard, record)?,
+            None => bytes,
+        }
     } else {
         scrub_key(bytes, gw.upstream_key_bytes())
     };

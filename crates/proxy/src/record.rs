@@ -10,7 +10,8 @@
 //! entry before forwarding ([`RequestRecord::open_audit`]) and the final entry on drop (or,
 //! in `strict` mode, before the response is released: [`RequestRecord::close_strict`]).
 //!
-//! Invariant: the record holds no prompt text, token or key; only metadata.
+//! Invariant: the record holds no token or key, and prompt or completion text only as masked
+//! copies (every detected value replaced by its placeholder).
 
 use crate::audit::{Audit, Pending};
 use crate::reject::Rejection;
@@ -76,6 +77,35 @@ pub struct RecordData {
     pub time_to_first_byte: Option<Duration>,
     pub duration: Duration,
     pub events: u64,
+    /// The policy version that judged the request.
+    pub policy_version: Option<String>,
+    /// Rules that matched (request rules, then tool-call rules), whatever their mode.
+    pub rules: Vec<RuleHit>,
+    /// Values redacted from the request / masked in the response, per detector.
+    pub redactions: Vec<(String, u32)>,
+    pub masked: Vec<(String, u32)>,
+    /// `max_tokens` lowered from → to.
+    pub clamped: Option<(u64, u64)>,
+    pub stripped_tools: Vec<String>,
+    /// The request as forwarded and the response as the client received it (a stream
+    /// assembled), each with every detected value replaced by a placeholder and cut at
+    /// `audit.max_body_bytes`: the only prompt or completion text a record holds.
+    pub request_body: Option<serde_json::Value>,
+    pub response_body: Option<serde_json::Value>,
+}
+
+/// A rule that matched, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleHit {
+    pub id: String,
+    pub action: &'static str,
+    pub mode: &'static str,
+}
+
+impl From<&airlock_policy::Hit> for RuleHit {
+    fn from(h: &airlock_policy::Hit) -> RuleHit {
+        RuleHit { id: h.id.clone(), action: h.action.as_str(), mode: h.mode.as_str() }
+    }
 }
 
 /// Where finished records go.
@@ -121,6 +151,8 @@ pub struct RequestRecord {
     opened: bool,
     /// The final audit entry was already written (strict mode).
     closed: bool,
+    /// The request's place among those in flight, released when the record is delivered.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl std::fmt::Debug for RequestRecord {
@@ -163,13 +195,27 @@ impl RequestRecord {
                 time_to_first_byte: None,
                 duration: Duration::ZERO,
                 events: 0,
+                policy_version: None,
+                rules: Vec::new(),
+                redactions: Vec::new(),
+                masked: Vec::new(),
+                clamped: None,
+                stripped_tools: Vec::new(),
+                request_body: None,
+                response_body: None,
             },
             started: Instant::now(),
             sink,
             audit,
             opened: false,
             closed: false,
+            permit: None,
         }
+    }
+
+    /// Hold a place among the requests in flight until this record is delivered.
+    pub fn hold(&mut self, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.permit = Some(permit);
     }
 
     /// Write the `request` audit entry; an error means the request must not be forwarded.

@@ -31,6 +31,9 @@ pub struct Rejection {
     pub no_retry: bool,
     pub retry_after: Option<HeaderValue>,
     pub allow: Option<Method>,
+    /// Close the connection after answering: the request's framing cannot be trusted, so
+    /// nothing more is read from this connection (no desync, no smuggled second request).
+    pub close: bool,
 }
 
 impl Rejection {
@@ -50,6 +53,7 @@ impl Rejection {
             no_retry: false,
             retry_after: None,
             allow: None,
+            close: false,
         }
     }
 
@@ -62,6 +66,18 @@ impl Rejection {
     pub fn with_reason(mut self, reason: &'static str) -> Rejection {
         self.reason = reason;
         self
+    }
+
+    /// The policy refused the request (403 by a rule, 400 outside the caller's allowance) or
+    /// a tool call the model made. A retry cannot help.
+    pub fn policy(r: &airlock_policy::Reject, reason: &'static str) -> Rejection {
+        let kind = match r.kind {
+            airlock_policy::RejectKind::InvalidRequest => ErrorType::InvalidRequest,
+            airlock_policy::RejectKind::Permission => ErrorType::Permission,
+        };
+        let mut out = Rejection::new(kind, r.message.clone(), Fault::Client, reason);
+        out.no_retry = true;
+        out
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Rejection {
@@ -155,6 +171,9 @@ impl Rejection {
         }
         if let Some(v) = self.allow.and_then(|m| HeaderValue::from_str(m.as_str()).ok()) {
             headers.insert(header::ALLOW, v);
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -23,7 +23,11 @@ fn backends() -> Vec<StoreUrl> {
         .expect("AIRLOCK_TEST_POSTGRES_URL must name a PostgreSQL database (scripts/test sets it)");
     let schema = unique("t");
     let mut admin = postgres::Client::connect(&pg, postgres::NoTls).expect("PostgreSQL reachable");
-    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    // Names carry the pid, and pids are reused: a schema of that name was left by a test
+    // process that has exited, never by a live one.
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+        .unwrap();
     let sep = if pg.contains('?') { '&' } else { '?' };
     vec![sqlite, StoreUrl::Postgres(format!("{pg}{sep}options=-csearch_path%3D{schema}"))]
 }

@@ -6,6 +6,7 @@
 //! and run in seconds.
 
 pub mod error;
+pub mod fuzz;
 pub mod request;
 pub mod sse;
 pub mod usage;

@@ -27,7 +27,9 @@ impl Event {
 
     /// The name the event goes out under. SDKs drop frames without an `event:` line, so an
     /// unnamed upstream frame is named after its JSON `type` (the Anthropic convention that
-    /// `data.type` equals the event name), or `message`, the SSE default, when it has none.
+    /// `data.type` equals the event name), or `message`, the SSE default, when it has none —
+    /// or when the `type` is not a plain token: a `type` holding a line break would otherwise
+    /// write extra SSE lines into the frame (found by the sse_decoder fuzz target).
     pub fn effective_name(&self) -> String {
         if let Some(name) = &self.name {
             return name.clone();
@@ -35,6 +37,12 @@ impl Event {
         serde_json::from_str::<serde_json::Value>(&self.data)
             .ok()
             .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+            .filter(|t| {
+                !t.is_empty()
+                    && t.len() <= 64
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            })
             .unwrap_or_else(|| "message".to_owned())
     }
 }
@@ -90,6 +98,8 @@ impl Decoder {
         if self.at_start && self.buf.len() >= 3 {
             if self.buf.starts_with(b"\xEF\xBB\xBF") {
                 let _ = self.buf.split_to(3);
+                // What was scanned for a line end included the BOM (found by fuzzing).
+                self.scanned = 0;
             }
             self.at_start = false;
         }
@@ -186,7 +196,8 @@ pub fn encode(event: &Event) -> Bytes {
         out.push_str(retry);
         out.push('\n');
     }
-    for line in event.data.split('\n') {
+    // Split on every SSE line ending, so no byte of the data can end a line early.
+    for line in event.data.split(['\n', '\r']) {
         out.push_str("data: ");
         out.push_str(line);
         out.push('\n');
@@ -305,5 +316,37 @@ mod tests {
             let e = Event::named(&name, data);
             prop_assert_eq!(decode_all(&encode(&e)), vec![e]);
         }
+    }
+
+    #[test]
+    fn a_type_with_a_line_break_cannot_inject_lines() {
+        let e = Event {
+            name: None,
+            data: r#"{"type":"x\ndata: {\"injected\":1}"}"#.into(),
+            id: None,
+            retry: None,
+        };
+        assert_eq!(e.effective_name(), "message");
+        let frame = String::from_utf8(encode(&e).to_vec()).unwrap();
+        assert!(
+            frame.starts_with("event: message\n") && frame.matches('\n').count() == 3,
+            "{frame:?}"
+        );
+        let cr = Event { name: Some("x".into()), data: "a\rdata: b".into(), id: None, retry: None };
+        let mut d = Decoder::new(1024);
+        let back = d.push(&encode(&cr)).unwrap();
+        assert_eq!(back.len(), 1);
+    }
+
+    #[test]
+    fn a_byte_order_mark_split_across_chunks_is_dropped() {
+        // Found by the sse_decoder fuzz target: the BOM completing in a later chunk used to
+        // leave the line scan pointing past the end of the buffer.
+        let mut d = Decoder::new(1024);
+        let mut events = d.push(b"\xEF\xBB").unwrap();
+        events.extend(d.push(b"\xBF\r").unwrap());
+        events.extend(d.push(b"data: x\n\n").unwrap());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "x");
     }
 }

@@ -7,10 +7,6 @@ use airlock_authn::SessionKeys;
 use airlock_proxy::revoke::Revoked;
 use http::{Method, StatusCode};
 
-fn request_id(headers: &http::HeaderMap) -> String {
-    headers["x-airlock-request-id"].to_str().unwrap().to_owned()
-}
-
 fn body(row: &airlock_audit::Row) -> serde_json::Value {
     serde_json::from_str(&row.body).unwrap()
 }
@@ -83,9 +79,72 @@ async fn no_secret_token_or_pii_reaches_the_store() {
     let headers =
         [("authorization", format!("Bearer {token}")), ("content-type", "application/json".into())];
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The bundled policy refuses the credential (403, recorded)...
     let (status, resp_headers, _) = h.call(Method::POST, "/v1/messages", &headers, &prompt).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let rows = h.audit_entries(&request_id(&resp_headers)).await;
+    assert_eq!(rows[0].decision.as_deref(), Some("deny"));
+    // ...and forwards the PII redacted, the model's echo masked on the way back.
+    let pii_only = format!(
+        r#"{{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{{"role":"user","content":"[[mock scenario=echo]] mail {} card {}"}}]}}"#,
+        planted[1], planted[2]
+    );
+    let (status, resp_headers, body) =
+        h.call(Method::POST, "/v1/messages", &headers, &pii_only).await;
     assert_eq!(status, StatusCode::OK);
-    h.audit_entries(&request_id(&resp_headers)).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(!body.contains(planted[1]) && !body.contains(planted[2]), "{body}");
+    let rows = h.audit_entries(&request_id(&resp_headers)).await;
+    let sent = String::from_utf8_lossy(&h.mock.received().last().unwrap().body).into_owned();
+    assert!(
+        sent.contains("[EMAIL]") && sent.contains("[CREDIT_CARD]") && !sent.contains(planted[1]),
+        "{sent}"
+    );
+    // The record keeps the conversation, masked: the request as forwarded, the reply.
+    let request: serde_json::Value = serde_json::from_str(&rows[0].body).unwrap();
+    let response: serde_json::Value = serde_json::from_str(&rows[1].body).unwrap();
+    let asked = request["detail"]["request_body"]["messages"][0]["content"].as_str().unwrap();
+    assert!(asked.contains("mail [EMAIL] card [CREDIT_CARD]"), "{asked}");
+    let answered = response["detail"]["response_body"]["content"][0]["text"].as_str().unwrap();
+    assert!(answered.contains("[EMAIL]"), "{answered}");
+
+    // A streamed answer carrying a secret and PII the policy does not mask in responses
+    // (an IP address): the client gets the IP, the record gets the assembled text masked.
+    let stream = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"go"}]}"#;
+    let mut with_mock = headers.clone();
+    let script = "scenario=text; chunk=4; text=host 10.1.2.3 key AKIAIOSFODNN7EXAMPLE mail ann.planted@example.com";
+    with_mock.push(("x-mock", script));
+    let (status, resp_headers, body) =
+        h.call(Method::POST, "/v1/messages", &with_mock, stream).await;
+    assert_eq!(status, StatusCode::OK);
+    let got: String = decode_events(&body)
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(got, "host 10.1.2.3 key [AWS_ACCESS_KEY] mail [EMAIL]");
+    let id = request_id(&resp_headers);
+    let rows = h.audit_entries(&id).await;
+    let last: serde_json::Value = serde_json::from_str(&rows.last().unwrap().body).unwrap();
+    let text = last["detail"]["response_body"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(text, "host [IP_ADDRESS] key [AWS_ACCESS_KEY] mail [EMAIL]");
+    assert_eq!(last["detail"]["masked"]["aws_access_key"], 1);
+
+    // `airlock audit show` reads the conversation back.
+    let config = dir_of(&h).join("show.yaml");
+    std::fs::write(&config, format!("store: sqlite://{}\n", store_path(&h).display())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["audit", "show", "--config", config.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("[user]") && shown.contains("go"), "{shown}");
+    assert!(
+        shown.contains("[assistant]  host [IP_ADDRESS] key [AWS_ACCESS_KEY] mail [EMAIL]"),
+        "{shown}"
+    );
+    assert!(shown.contains("masked in response: aws_access_key×1, email×1"), "{shown}");
     let dir = airlock_proxy::audit::data_dir(&h.config.store);
     let mut scanned = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -95,7 +154,10 @@ async fn no_secret_token_or_pii_reaches_the_store() {
         }
         let bytes = std::fs::read(&path).unwrap();
         scanned += bytes.len();
-        for needle in planted.iter().copied().chain([token.as_str(), UPSTREAM_KEY, "sk-ant-"]) {
+        let more = ["ann.planted@example.com", "AKIAIOSFODNN7EXAMPLE", "10.1.2.3"];
+        for needle in
+            planted.iter().copied().chain(more).chain([token.as_str(), UPSTREAM_KEY, "sk-ant-"])
+        {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                 "{needle:?} found in {}",
@@ -245,4 +307,154 @@ fn refuse_inserts(h: &Harness, when: &str) {
         "CREATE TRIGGER refuse BEFORE INSERT ON audit_entries {when} BEGIN SELECT RAISE(ABORT, 'disk full'); END"
     );
     h.store().execute(&sql, &[]).unwrap();
+}
+
+fn store_path(h: &Harness) -> std::path::PathBuf {
+    match &h.config.store {
+        airlock_config::StoreUrl::Sqlite(p) => p.clone(),
+        other => panic!("not SQLite: {other:?}"),
+    }
+}
+
+fn dir_of(h: &Harness) -> std::path::PathBuf {
+    airlock_proxy::audit::data_dir(&h.config.store)
+}
+
+/// The audit log through the admin API: search, one request, verify (and tampering found).
+#[tokio::test]
+async fn admins_read_and_verify_the_audit_log_over_the_api() {
+    let h = Harness::start().await;
+    let (status, headers, _) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = request_id(&headers);
+    h.audit_entries(&id).await;
+    let admin = h.keys.mint("ops", &["airlock-admins".to_owned()], 600, now()).unwrap().token;
+    let bearer = format!("Bearer {admin}");
+    let get = |path: String| {
+        let bearer = bearer.clone();
+        let h = &h;
+        async move {
+            let (status, _, body) =
+                h.admin_call(Method::GET, &path, &[("authorization", bearer.as_str())], "").await;
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .unwrap_or(serde_json::Value::Null),
+            )
+        }
+    };
+    let (status, found) =
+        get("/admin/audit/entries?subject=alice&decision=allow&limit=10".into()).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let entries = found["entries"].as_array().unwrap();
+    assert!(
+        !entries.is_empty() && entries.iter().all(|e| e["body"]["subject"] == "alice"),
+        "{found}"
+    );
+    let (status, shown) = get(format!("/admin/audit/requests/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> =
+        shown["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["request", "response"]);
+    assert_eq!(
+        shown["entries"][0]["body"]["detail"]["request_body"]["messages"][0]["content"],
+        "Hello"
+    );
+    let (status, report) = get("/admin/audit/verify".into()).await;
+    assert_eq!((status, report["verified"].as_bool()), (StatusCode::OK, Some(true)), "{report}");
+    // Bad input and the wrong caller are refused.
+    assert_eq!(get("/admin/audit/entries?colour=red".into()).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(get("/admin/audit/requests/..%2Fetc".into()).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(get("/admin/audit/requests/req_nope".into()).await.0, StatusCode::NOT_FOUND);
+    let user = format!("Bearer {}", h.token());
+    let (status, _, _) = h
+        .admin_call(Method::GET, "/admin/audit/entries", &[("authorization", user.as_str())], "")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // An edited entry: verify over the API names it.
+    h.store().execute("UPDATE audit_entries SET body = replace(body, 'alice', 'mallory') WHERE request_id = $1", &[airlock_store::Param::Text(id.clone())]).unwrap();
+    let (_, report) = get("/admin/audit/verify".into()).await;
+    assert_eq!(report["verified"], false, "{report}");
+    assert!(
+        report["chains"][0]["problem"]["text"].as_str().unwrap().contains("edited"),
+        "{report}"
+    );
+    // And the metrics say the writer is healthy.
+    let (_, _, metrics) = h.admin_call(Method::GET, "/metrics", &[], "").await;
+    assert!(String::from_utf8_lossy(&metrics).contains("airlock_audit_healthy 1"));
+}
+
+/// Checkpoints also leave the database: each is POSTed to `audit.checkpoint_webhook` as its
+/// signed note, which verifies with the gateway's key and links to the one before.
+#[tokio::test]
+async fn checkpoints_are_posted_to_the_webhook_signed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then Content-Length bytes of body.
+                let (head_end, len) = loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ =
+                    tx.send(String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned());
+            });
+        }
+    });
+    let h = Harness::start_with(&format!(
+        "audit:\n  checkpoint_every: 2\n  checkpoint_webhook: http://127.0.0.1:{port}/checkpoints\n"
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(h.messages(SIMPLE, &[]).await.0, StatusCode::OK);
+    }
+    let key_file = airlock_proxy::audit::signing_key_file(&h.config);
+    let key = VerifierKey::of(&SessionKeys::load_or_create(&key_file).unwrap());
+    let mut notes = Vec::new();
+    while notes.len() < 2 {
+        notes.push(guard(rx.recv()).await.expect("a checkpoint reached the webhook"));
+    }
+    let mut opened: Vec<airlock_audit::Checkpoint> = notes
+        .iter()
+        .map(|n| {
+            airlock_audit::Checkpoint::open(n, std::slice::from_ref(&key))
+                .expect("signed by the gateway")
+        })
+        .collect();
+    opened.sort_by_key(|c| c.size);
+    assert!(opened[0].size < opened[1].size, "{opened:?}");
+    // Each checkpoint names the note before it (the chain of checkpoints has no gaps to hide in).
+    assert!(opened[1].prev.is_some(), "{opened:?}");
 }

@@ -5,11 +5,11 @@
 use crate::harness::*;
 use std::path::PathBuf;
 
-fn client_script(name: &str) -> PathBuf {
+pub(crate) fn client_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients").join(name)
 }
 
-fn required_env(var: &str) -> String {
+pub(crate) fn required_env(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(
             "{var} is not set: run the tests with ./scripts/test, which installs the SDK clients"
@@ -17,7 +17,12 @@ fn required_env(var: &str) -> String {
     })
 }
 
-async fn run_client(h: &Harness, program: &str, args: &[PathBuf], envs: &[(&str, String)]) {
+pub(crate) async fn run_client(
+    h: &Harness,
+    program: &str,
+    args: &[PathBuf],
+    envs: &[(&str, String)],
+) {
     let token = h.token();
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)

@@ -13,30 +13,43 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Start `airlock serve` in `dir`; return the child and its data-plane address.
 async fn serve(dir: &Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["serve", "--config", "airlock.yaml"])
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(["serve", "--config", "airlock.yaml"]).env_remove("ANTHROPIC_API_KEY");
+    let (child, addr, _) = start(cmd, dir).await;
+    (child, addr)
+}
+
+/// Run `cmd` (an `airlock serve`, possibly wrapped) in `dir` until it says it started;
+/// return the child, its data-plane and admin addresses.
+async fn start(
+    mut cmd: tokio::process::Command,
+    dir: &Path,
+) -> (tokio::process::Child, String, String) {
+    let mut child = cmd
         .current_dir(dir)
         .env("AIRLOCK_LOG", "info")
-        .env_remove("ANTHROPIC_API_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = guard(async {
+    let (addr, admin) = guard(async {
         loop {
             let line = lines.next_line().await.unwrap().expect("serve exited before starting");
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             if v["message"] == "airlock started" {
-                return v["listen"].as_str().unwrap().to_owned();
+                return (
+                    v["listen"].as_str().unwrap().to_owned(),
+                    v["admin"].as_str().unwrap().to_owned(),
+                );
             }
         }
     })
     .await;
     // Keep draining stderr so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    (child, addr, admin)
 }
 
 /// A small deterministic generator; the seed is printed so a failure can be replayed.
@@ -92,6 +105,27 @@ mod reqwest_like {
     impl Client {
         pub fn new() -> Client {
             Client(Inner::builder(TokioExecutor::new()).build_http())
+        }
+
+        /// The status of one call (its body read to the end); `None` once the gateway is gone.
+        pub async fn status(&self, url: &str, token: Option<&str>) -> Option<u16> {
+            let mut req = if url.ends_with("/v1/messages") {
+                http::Request::post(url).header("content-type", "application/json")
+            } else {
+                http::Request::get(url)
+            };
+            if let Some(t) = token {
+                req = req.header("x-api-key", t);
+            }
+            let body = if url.ends_with("/v1/messages") { super::SIMPLE } else { "" };
+            let response = self
+                .0
+                .request(req.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap())
+                .await
+                .ok()?;
+            let status = response.status().as_u16();
+            response.into_body().collect().await.ok()?;
+            Some(status)
         }
 
         /// The request id of an answered (200) call; `None` once the gateway is gone.
@@ -192,4 +226,68 @@ async fn kill_9_under_load_loses_no_answered_request() {
         }
         println!("{mode}: {} answered requests, all recorded", acked.len());
     }
+}
+
+/// A full disk (the file-size limit reached, as `RLIMIT_FSIZE` makes it) while serving:
+/// the audit store cannot commit, so requests get 503 and **no** upstream call, and
+/// readiness goes false. The gateway does not die of SIGXFSZ (ignored, as a service manager
+/// would) — it fails closed.
+#[tokio::test]
+async fn a_full_disk_fails_closed() {
+    let dir = std::env::temp_dir().join(format!("airlock-diskfull-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock_addr = mock_listener.local_addr().unwrap();
+    let mock = airlock_mock::MockState::new(Some(UPSTREAM_KEY.to_owned()), None);
+    tokio::spawn(airlock_mock::serve(mock_listener, mock.clone(), std::future::pending()));
+    std::fs::write(
+        dir.join("airlock.yaml"),
+        format!("listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: http://{mock_addr}\naudit:\n  instance: diskfull\n"),
+    )
+    .unwrap();
+    // 768 KiB per file: the store starts fine and fills up after a few hundred requests.
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.args([
+        "-c",
+        &format!(
+            "trap '' XFSZ; ulimit -f 768; exec {} serve --config airlock.yaml",
+            env!("CARGO_BIN_EXE_airlock")
+        ),
+    ])
+    .env("ANTHROPIC_API_KEY", UPSTREAM_KEY);
+    let (mut child, addr, admin) = start(cmd, &dir).await;
+    let keys = SessionKeys::load_or_create(&dir.join("airlock-data/session.key")).unwrap();
+    let token = keys.mint("alice", &["eng".to_owned()], 600, now()).unwrap().token;
+    let client = reqwest_like::Client::new();
+    let url = format!("http://{addr}/v1/messages");
+    let mut answered = 0;
+    let mut refused = None;
+    for i in 0..20_000 {
+        match client.status(&url, Some(&token)).await.expect("the gateway stays up") {
+            200 => answered += 1,
+            503 => {
+                refused = Some(i);
+                break;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused.is_some(), "the store never filled up ({answered} answered)");
+    assert!(answered > 10, "the store filled up at once");
+    println!("{answered} answered before the disk was full");
+    // Refused requests never reach the upstream; readiness says so.
+    let upstream_calls = mock.received().len();
+    for _ in 0..3 {
+        assert_eq!(client.status(&url, Some(&token)).await, Some(503));
+    }
+    assert_eq!(mock.received().len(), upstream_calls, "a refused request reached the upstream");
+    assert!(
+        upstream_calls <= answered + 1,
+        "{upstream_calls} upstream calls for {answered} answers"
+    );
+    assert_eq!(client.status(&format!("http://{admin}/readyz"), None).await, Some(503));
+    assert!(child.try_wait().unwrap().is_none(), "the gateway died instead of failing closed");
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -86,6 +86,8 @@ pub struct Harness {
     pub issuers: Arc<airlock_proxy::idp::Issuers>,
     pub config: airlock_config::Config,
     pub revocations: Arc<airlock_proxy::revoke::Revocations>,
+    /// The gateway's policy cell: tests wait on its reloads.
+    pub policy: Arc<airlock_proxy::PolicyCell>,
     pub audit: airlock_proxy::audit::Audit,
     shutdown: Option<oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<()>>,
@@ -103,6 +105,17 @@ pub fn now() -> u64 {
 impl Harness {
     pub async fn start() -> Harness {
         Harness::start_with("").await
+    }
+
+    /// A gateway judging by `policy` (YAML), with `extra` config as in [`Harness::start_with`].
+    pub async fn start_with_policy(policy: &str, extra: &str) -> Harness {
+        let path = std::env::temp_dir().join(format!(
+            "airlock-e2e-policy-{}-{}.yaml",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::write(&path, policy).unwrap();
+        Harness::start_with(&format!("policy: {}\n{extra}", path.display())).await
     }
 
     /// `extra` is YAML appended to the generated config (listeners and upstream are set here).
@@ -164,6 +177,13 @@ impl Harness {
         } else {
             format!("{text}\nstore: sqlite://{}\n", data_dir.join("airlock.db").display())
         };
+        // Keys default to `airlock-data/` in the working directory when the store is not a
+        // SQLite file: keep them in the temp dir instead.
+        let text = if text.contains("\nmasking_key_file:") {
+            text
+        } else {
+            format!("{text}\nmasking_key_file: {}\n", data_dir.join("masking.key").display())
+        };
         let config = airlock_config::parse("test.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
         let audit = airlock_proxy::audit::start(&config).await.expect("audit log starts");
         let audit_handle = audit.clone();
@@ -177,12 +197,15 @@ impl Harness {
             records.clone(),
         )
         .unwrap()
-        .with_audit(audit);
+        .with_audit(audit)
+        .with_policy(airlock_proxy::policy::load(&config).unwrap_or_else(|e| panic!("{e}")))
+        .with_mask_key(airlock_proxy::policy::load_mask_key(&config).unwrap());
         let data = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (data.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let issuers = gateway.issuers.clone();
+        let policy = gateway.policy.clone();
         let revocations = gateway.revocations.clone();
         let stopped =
             tokio::spawn(airlock_proxy::run(Arc::new(gateway), data, admin, async move {
@@ -197,6 +220,7 @@ impl Harness {
             records,
             issuers,
             revocations,
+            policy,
             audit: audit_handle,
             config,
             shutdown: Some(tx),
@@ -236,7 +260,13 @@ impl Harness {
             NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        admin.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+        // Names carry the pid, and pids are reused: a schema of that name was left by a test
+        // process that has exited, never by a live one.
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap();
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}options=-csearch_path%3D{schema}")
     }
@@ -266,7 +296,7 @@ impl Harness {
         self.send_to(self.addr, method, path, headers, body).await
     }
 
-    async fn send_to(
+    pub async fn send_to(
         &self,
         addr: SocketAddr,
         method: Method,
@@ -377,3 +407,67 @@ pub fn decode_events(bytes: &[u8]) -> Vec<(String, String)> {
 
 pub const SIMPLE: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}"#;
 pub const STREAM: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hello"}]}"#;
+
+/// A policy that lets everything through unmasked: for tests of relay fidelity.
+pub const PASSTHROUGH_POLICY: &str = "version: 1\ngroups:\n  default: {}\n";
+
+/// Events with each tool call in the shape the response guard releases it: its start (input
+/// `{}`), one `input_json_delta` with the whole input, its stop. Everything else as it was.
+/// Applied to what the upstream sent and what the client got, the two must be equal.
+pub fn canonical_tool_calls(events: &[(String, String)]) -> Vec<(String, String)> {
+    use serde_json::{Value, json};
+    let mut out = Vec::new();
+    let mut open: std::collections::HashMap<u64, (Value, String)> = Default::default();
+    for (name, data) in events {
+        let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+        let i = v["index"].as_u64().unwrap_or(0);
+        match name.as_str() {
+            "content_block_start"
+                if matches!(
+                    v["content_block"]["type"].as_str(),
+                    Some("tool_use" | "server_tool_use")
+                ) =>
+            {
+                open.insert(i, (v, String::new()));
+            }
+            "content_block_delta" if open.contains_key(&i) => {
+                open.get_mut(&i)
+                    .unwrap()
+                    .1
+                    .push_str(v["delta"]["partial_json"].as_str().unwrap_or(""));
+            }
+            "content_block_stop" if open.contains_key(&i) => {
+                let (mut start, json) = open.remove(&i).unwrap();
+                let input: Value = if json.trim().is_empty() {
+                    start["content_block"]["input"].clone()
+                } else {
+                    serde_json::from_str(&json).unwrap()
+                };
+                start["content_block"]["input"] = json!({});
+                out.push(("content_block_start".into(), start.to_string()));
+                let delta = json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "input_json_delta", "partial_json": input.to_string()}});
+                out.push(("content_block_delta".into(), delta.to_string()));
+                out.push((name.clone(), v.to_string()));
+            }
+            "message_delta" | "message_stop" | "error" => {
+                // An unfinished call is never released.
+                open.clear();
+                out.push((name.clone(), reserialise(data)));
+            }
+            _ => out.push((name.clone(), reserialise(data))),
+        }
+    }
+    out
+}
+
+/// JSON data in one canonical spelling (the guard re-serialises what it touches).
+fn reserialise(data: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(data)
+        .map_or_else(|_| data.to_owned(), |v| v.to_string())
+}
+
+/// The request id the gateway put on a response.
+pub fn request_id(headers: &http::HeaderMap) -> String {
+    headers["x-airlock-request-id"].to_str().unwrap().to_owned()
+}

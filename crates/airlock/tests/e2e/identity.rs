@@ -2,7 +2,7 @@
 //! under attack, fail-closed start, revocation, and `airlock login` / `airlock token`.
 
 use crate::harness::*;
-use crate::idp::{Idp, airlock_cli, device_login};
+use crate::idp::{Idp, airlock_cli, browser_login, device_login};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use http::{Method, StatusCode};
@@ -404,4 +404,44 @@ async fn login_with_the_device_flow_then_token_refreshes() {
     assert_eq!(messages_with(&h, &second).await, 200);
     assert!(idp.served("/token").await >= 2, "the refresh went through the IdP");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where the IdP offers no device flow, `airlock login` signs in with the authorization code
+/// flow, PKCE (S256) and a loopback redirect; `--browser` asks for it even where the device
+/// flow exists. Either way the session works and refreshes.
+#[tokio::test]
+async fn login_with_the_code_flow_and_pkce_on_a_loopback_redirect() {
+    for (env, extra) in
+        [(&[("AIRLOCK_IDP_NO_DEVICE", "1")][..], &[][..]), (&[][..], &["--browser"][..])]
+    {
+        let idp = Idp::start_with(env).await;
+        let h = Harness::start_with(&idp.config("")).await;
+        h.wait_ready().await;
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-login-code-{}-{}",
+            std::process::id(),
+            extra.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        browser_login(&h, &dir, "carol", extra).await;
+        assert!(idp.served("/auth").await >= 1, "the authorization endpoint was used");
+        assert_eq!(idp.served("/device/auth").await, 0, "the device flow was not");
+        let out = airlock_cli(&dir, &["token"]).output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert_eq!(messages_with(&h, &token).await, 200);
+        let records = h.records.list.lock().unwrap().clone();
+        assert_eq!(records.last().unwrap().subject.as_deref(), Some("carol"));
+        // The refresh token from the code flow works too.
+        let creds_path = dir.join("credentials.json");
+        let mut creds: Value =
+            serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
+        assert!(creds["refresh_token"].is_string(), "offline access was granted");
+        creds["session_expires_at"] = json!(now() + 5);
+        std::fs::write(&creds_path, creds.to_string()).unwrap();
+        let out = airlock_cli(&dir, &["token"]).output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_ne!(String::from_utf8(out.stdout).unwrap().trim(), token);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

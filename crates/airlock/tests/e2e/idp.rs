@@ -26,8 +26,14 @@ pub struct Idp {
 
 impl Idp {
     pub async fn start() -> Idp {
+        Idp::start_with(&[]).await
+    }
+
+    /// An IdP with extra environment (`AIRLOCK_IDP_NO_DEVICE=1`: no device flow).
+    pub async fn start_with(env: &[(&str, &str)]) -> Idp {
         let mut child = tokio::process::Command::new("node")
             .arg(repo_file("tests/idp/oidc_provider.mjs"))
+            .envs(env.iter().copied())
             .env("AIRLOCK_TEST_NODE_MODULES", node_modules())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -100,7 +106,17 @@ pub fn airlock_cli(dir: &Path, args: &[&str]) -> tokio::process::Command {
 /// `airlock login --gateway` through the IdP's device flow, with `approve_device.py` as the
 /// person at the browser signing in as `user`. Credentials land in `dir`.
 pub async fn device_login(h: &Harness, dir: &Path, user: &str) {
-    let mut login = airlock_cli(dir, &["login", "--gateway", &h.url("")]).spawn().unwrap();
+    browser_login(h, dir, user, &[]).await
+}
+
+/// `airlock login` with `extra` arguments (`--browser`), the browser played by
+/// `approve_device.py` (it follows the IdP's forms, and for the code flow the redirect to the
+/// CLI's loopback listener, whose page ends the walk).
+pub async fn browser_login(h: &Harness, dir: &Path, user: &str, extra: &[&str]) {
+    let gateway = h.url("");
+    let mut args = vec!["login", "--gateway", gateway.as_str()];
+    args.extend_from_slice(extra);
+    let mut login = airlock_cli(dir, &args).spawn().unwrap();
     let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
     let url = guard(async {
         loop {
