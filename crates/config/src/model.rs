@@ -181,10 +181,17 @@ pub struct Limits {
     /// Requests in flight at once (streams count until they end); beyond it, 503.
     pub max_concurrent_requests: u64,
     pub max_headers: u64,
-    /// Time a client has to send the request head.
+    /// Time a client has to send the request head; also how long an idle keep-alive
+    /// connection is kept (hyper starts this timer whenever it waits for a request head).
     pub header_read_timeout: Duration,
     /// Longest silence while a request body is being read.
     pub body_read_timeout: Duration,
+    /// Time from the request head to a complete answer for a non-streaming call, and to the
+    /// start of the response for a stream (streams are then bounded by idle timeouts only).
+    pub request_timeout: Duration,
+    /// Longest time a response write may wait on a client that does not read; the
+    /// connection is then closed (the record says `client_stalled`).
+    pub write_stall_timeout: Duration,
     /// Time in-flight requests and streams get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
 }
@@ -580,6 +587,12 @@ fn read_limits(m: &mut Map<'_>, w: &mut Walker) -> Limits {
         body_read_timeout: m
             .field("body_read_timeout", w, |f, w| f.duration_in(w, 10 * MS, 300 * SECOND))
             .unwrap_or(30 * SECOND),
+        request_timeout: m
+            .field("request_timeout", w, |f, w| f.duration_in(w, SECOND, 3 * HOUR))
+            .unwrap_or(600 * SECOND),
+        write_stall_timeout: m
+            .field("write_stall_timeout", w, |f, w| f.duration_in(w, 10 * MS, 3600 * SECOND))
+            .unwrap_or(60 * SECOND),
         shutdown_grace: m
             .field("shutdown_grace", w, |f, w| f.duration_in(w, Duration::ZERO, 3600 * SECOND))
             .unwrap_or(30 * SECOND),

@@ -47,6 +47,8 @@ pub struct MockState {
     pub fixtures_dir: Option<PathBuf>,
     received: Mutex<Vec<Received>>,
     cancelled: AtomicU64,
+    /// Bytes of SSE frames handed to the connection (what back-pressure lets through).
+    sent_bytes: AtomicU64,
     next_id: AtomicU64,
     pub changed: Notify,
 }
@@ -61,6 +63,11 @@ impl MockState {
 
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Bytes of SSE frames the mock has managed to hand to its connections so far.
+    pub fn sent_bytes(&self) -> u64 {
+        self.sent_bytes.load(Ordering::Acquire)
     }
 
     /// Streams whose client (the gateway) went away before the mock finished sending.
@@ -309,6 +316,12 @@ async fn messages(
         script.num("chunk", 5).max(1) as usize,
     );
     let mut frames: Vec<Bytes> = events.iter().map(airlock_wire::encode).collect();
+    if let Some(i) = events.iter().position(|e| e.effective_name() == "content_block_delta") {
+        // `repeat=N`: the first delta N times in all (shared bytes, so a long stream is cheap).
+        let n = script.num("repeat", 1).max(1) as usize;
+        let frame = frames[i].clone();
+        frames.splice(i..i, std::iter::repeat_n(frame, n - 1));
+    }
     if scenario == "huge_event" {
         let big = json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x".repeat(5 << 20)}});
         frames
@@ -500,11 +513,13 @@ fn sse_response(state: Arc<MockState>, frames: Vec<Bytes>, script: &Script) -> R
                     () = tx.closed() => {}
                 }
             }
+            let len = frame.len() as u64;
             if tx.send(Ok(frame)).await.is_err() {
                 state.cancelled.fetch_add(1, Ordering::AcqRel);
                 state.changed.notify_waiters();
                 return;
             }
+            state.sent_bytes.fetch_add(len, Ordering::AcqRel);
         }
     });
     let mut r = Response::new(ChannelBody(rx).boxed_unsync());

@@ -1,7 +1,9 @@
 //! The transport edge: our own accept loop instead of `axum::serve`, because a security
 //! boundary needs bounds that helper sets none of (research/security-tests.md §0):
-//! a connection cap, a header-read timeout (hyper enforces it only with a timer set), header
-//! count and size limits, and graceful shutdown with a deadline.
+//! a connection cap, a header-read timeout (hyper enforces it only with a timer set; it also
+//! runs while a keep-alive connection waits for its next request, so it is the idle timeout
+//! too), header count and size limits, a write-stall timeout on the socket, and graceful
+//! shutdown with a deadline.
 //!
 //! HTTP/1.1 only on the client side: clients reach Airlock over loopback or behind a TLS
 //! terminator, and one protocol is a smaller surface (no h2 flood classes).
@@ -15,14 +17,32 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
 
 /// hyper's read-buffer cap: a backstop for the head; the pipeline enforces the exact header
 /// limit (`pipeline::MAX_HEADER_BYTES`, 431 in the envelope).
 const MAX_HEAD_BYTES: usize = 128 * 1024;
+
+/// Set on a connection whose client stopped reading (see [`StallGuard`]); every request
+/// carries its connection's flag as an extension, so its record can say why it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Stalled(pub Arc<AtomicBool>);
+
+impl Stalled {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Anything that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -64,8 +84,11 @@ pub async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = service_fn(move |req| {
+        let stalled = Stalled::default();
+        let io = StallGuard::new(stream, limits.write_stall_timeout, stalled.clone());
+        let service = service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
+            req.extensions_mut().insert(stalled.clone());
             async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -75,7 +98,7 @@ pub async fn serve<H: Handler>(
             .max_headers(limits.max_headers as usize)
             .max_buf_size(MAX_HEAD_BYTES)
             .keep_alive(true);
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(target: "airlock::edge", error = %e, "connection ended with an error");
@@ -89,5 +112,88 @@ pub async fn serve<H: Handler>(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(target: "airlock::edge", "shutdown grace period over; closing remaining connections");
         }
+    }
+}
+
+/// The client socket with a write-stall timer. hyper writes a response only as fast as the
+/// client reads it (back-pressure reaches the upstream socket through the relay); a client
+/// that stops reading altogether would hold its connection, its upstream call and its
+/// buffers forever, so a write that makes no progress for `limit` fails the connection, and
+/// `stalled` tells the request's record why it ended.
+struct StallGuard {
+    inner: TcpStream,
+    limit: Duration,
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
+    stalled: Stalled,
+}
+
+impl StallGuard {
+    fn new(inner: TcpStream, limit: Duration, stalled: Stalled) -> StallGuard {
+        StallGuard {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+            stalled,
+        }
+    }
+
+    /// A write returned `r`: arm the timer on the first `Pending`, disarm on progress.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.armed = false;
+            return r;
+        }
+        if !self.armed {
+            self.armed = true;
+            self.timer.as_mut().reset(Instant::now() + self.limit);
+        }
+        ready!(self.timer.as_mut().poll(cx));
+        self.stalled.0.store(true, Ordering::Relaxed);
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")))
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

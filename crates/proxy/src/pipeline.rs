@@ -33,7 +33,14 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
         .headers()
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(256)]).into_owned());
-    let outcome = run(gw, req, &mut record).await;
+    record.watch_connection(req.extensions().get::<crate::edge::Stalled>().cloned());
+    // One deadline for the whole exchange up to a complete answer (or the start of a stream;
+    // a stream is then bounded by idle timeouts, never by its total length).
+    let outcome =
+        match tokio::time::timeout(gw.limits.request_timeout, run(gw, req, &mut record)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(request_timeout(&record)),
+        };
     // `warn` rules that matched: the client hears of them in a header, nothing is blocked.
     let warnings: Vec<String> =
         record.data.rules.iter().filter(|r| r.mode == "warn").map(|r| r.id.clone()).collect();
@@ -82,6 +89,23 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
     add_request_id(response.headers_mut(), &request_id);
     add_warnings(response.headers_mut(), &warnings);
     response
+}
+
+/// The request deadline passed: 408 while the client was still sending its body (no decision
+/// yet), else 504 (the upstream did not answer in time).
+fn request_timeout(record: &RequestRecord) -> Rejection {
+    if record.data.decision.is_none() {
+        return Rejection::bad_request(
+            "the request was not received within the gateway's request timeout",
+            "request_timeout",
+        )
+        .with_status(StatusCode::REQUEST_TIMEOUT);
+    }
+    Rejection::upstream(
+        StatusCode::GATEWAY_TIMEOUT,
+        "the request did not complete within the gateway's request timeout",
+        "request_timeout",
+    )
 }
 
 /// The policy's Rego layer, off the async threads and bounded in wall-clock time: the
@@ -169,6 +193,7 @@ async fn run(
     // Bounded headers before anything looks at them.
     check_header_size(&parts.headers)?;
     check_framing(&parts.headers)?;
+    check_host(parts.version, &parts.headers)?;
 
     // The gateway's own endpoints: token exchange and login discovery. No upstream.
     if let Some(local) = local_route(&parts.method, parts.uri.path())? {
@@ -335,6 +360,19 @@ fn check_framing(headers: &HeaderMap) -> Result<(), Rejection> {
     }
     if headers.keys().any(|k| k.as_str().contains('_')) {
         return refuse("header names must not contain `_`");
+    }
+    Ok(())
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host, or with several, is a 400 — two hops
+/// that pick different Hosts route the same request differently. (Where the gateway sends a
+/// request never depends on Host: the upstream is fixed by configuration.)
+fn check_host(version: http::Version, headers: &HeaderMap) -> Result<(), Rejection> {
+    let hosts = headers.get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && version == http::Version::HTTP_11) {
+        let mut r = Rejection::bad_request("a request needs exactly one Host header", "bad_host");
+        r.close = true;
+        return Err(r);
     }
     Ok(())
 }

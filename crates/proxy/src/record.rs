@@ -153,6 +153,9 @@ pub struct RequestRecord {
     closed: bool,
     /// The request's place among those in flight, released when the record is delivered.
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The connection's write-stall flag: a request cut because its client stopped reading
+    /// is recorded as `client_stalled`, not `client_aborted`.
+    stalled: Option<crate::edge::Stalled>,
 }
 
 impl std::fmt::Debug for RequestRecord {
@@ -210,7 +213,13 @@ impl RequestRecord {
             opened: false,
             closed: false,
             permit: None,
+            stalled: None,
         }
+    }
+
+    /// Watch the connection this request came on for a write stall.
+    pub fn watch_connection(&mut self, stalled: Option<crate::edge::Stalled>) {
+        self.stalled = stalled;
     }
 
     /// Hold a place among the requests in flight until this record is delivered.
@@ -256,6 +265,11 @@ impl RequestRecord {
 impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.data.duration = self.started.elapsed();
+        if self.data.outcome == Outcome::ClientAborted
+            && self.stalled.as_ref().is_some_and(crate::edge::Stalled::is_set)
+        {
+            self.data.reason = "client_stalled";
+        }
         // The audit entry is queued before observers hear of the request, so an observer
         // that then syncs the writer finds the entry committed.
         if let (Some(audit), false) = (&self.audit, self.closed) {
