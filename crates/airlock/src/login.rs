@@ -386,7 +386,16 @@ pub async fn admin_post(
     body: &Value,
 ) -> anyhow::Result<String> {
     let url = format!("{}{path}", admin.trim_end_matches('/'));
-    let answer = fetcher()?.post_json_bearer(&url, operator, body.to_string()).await?;
+    admin_answer(fetcher()?.post_json_bearer(&url, operator, body.to_string()).await?)
+}
+
+/// GET from the admin API; the answer's text, or an error naming its status.
+pub async fn admin_get(admin: &str, path: &str, operator: &str) -> anyhow::Result<String> {
+    let url = format!("{}{path}", admin.trim_end_matches('/'));
+    admin_answer(fetcher()?.get_bearer(&url, operator).await?)
+}
+
+fn admin_answer(answer: airlock_proxy::fetch::Fetched) -> anyhow::Result<String> {
     let text = String::from_utf8_lossy(&answer.body).into_owned();
     if !answer.status.is_success() {
         bail!("the admin API answered {}: {text}", answer.status);

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+mod approvals_cmd;
 mod audit_cmd;
 mod login;
 mod policy_cmd;
@@ -79,6 +80,12 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Review held requests: list, show, approve, deny (through the admin API).
+    /// Authenticates with AIRLOCK_ADMIN_TOKEN, or else the signed-in session.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+    },
     /// Check a policy file, run its test cases, explain a decision.
     Policy {
         #[command(subcommand)]
@@ -134,11 +141,9 @@ fn main() -> anyhow::Result<()> {
                 println!("{token}");
                 Ok(())
             }
+            Command::Approvals { command } => approvals_cmd::run(command, &caller().await?).await,
             Command::Token { command: Some(TokenCommand::Revoke { admin, token_id, subject }) } => {
-                let operator = match std::env::var("AIRLOCK_ADMIN_TOKEN") {
-                    Ok(t) if !t.is_empty() => t,
-                    _ => login::token(&config_dir()?, now()).await?,
-                };
+                let operator = caller().await?;
                 let body = match (token_id, subject) {
                     (Some(id), _) => serde_json::json!({ "token_id": id }),
                     (None, Some(s)) => serde_json::json!({ "subject": s }),
@@ -177,6 +182,14 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// The admin API caller's token: AIRLOCK_ADMIN_TOKEN, else the signed-in session.
+async fn caller() -> anyhow::Result<String> {
+    match std::env::var("AIRLOCK_ADMIN_TOKEN") {
+        Ok(t) if !t.is_empty() => Ok(t),
+        _ => login::token(&config_dir()?, now()).await,
+    }
 }
 
 /// Logs are JSON lines on stderr (`AIRLOCK_LOG_FORMAT=text` for humans); level from

@@ -154,6 +154,15 @@ fn explain(
     if let Some(r) = &v.reject {
         let status = if r.kind == RejectKind::InvalidRequest { 400 } else { 403 };
         let _ = writeln!(out, "answer:    {status} {}", r.message);
+    } else if let Some(h) = &v.hold {
+        let _ = writeln!(
+            out,
+            "answer:    held by rule `{}` ({}) for {} up to {}",
+            h.rule,
+            h.mode.as_str(),
+            h.approvers.join(", "),
+            airlock_config::format_duration(h.timeout)
+        );
     }
     let _ = writeln!(out, "tokens:    ~{} (estimated)", v.estimated_tokens);
     let findings = policy.findings(body);

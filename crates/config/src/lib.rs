@@ -14,8 +14,9 @@ pub mod yaml;
 
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    ApiKeySource, AuditConfig, Config, Durability, Limits, OidcIssuer, OnStoreFailure,
-    SessionConfig, StoreUrl, UpstreamConfig, is_https_or_loopback,
+    ApiKeySource, ApprovalWebhook, ApprovalsConfig, AuditConfig, Config, Durability, Limits,
+    OidcIssuer, OnStoreFailure, SessionConfig, StoreUrl, UpstreamConfig, WebhookFormat,
+    is_https_or_loopback,
 };
 pub use yaml::{ConfigError, ConfigErrors};
 

@@ -26,7 +26,34 @@ pub struct Config {
     pub oidc: Vec<OidcIssuer>,
     pub admin_groups: Vec<String>,
     pub audit: AuditConfig,
+    pub approvals: ApprovalsConfig,
     pub limits: Limits,
+}
+
+/// Notifications for held requests (`approvals:`).
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalsConfig {
+    /// Where a reviewer opens a held request; `{id}` is replaced by the approval id.
+    pub link: Option<String>,
+    pub webhooks: Vec<ApprovalWebhook>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalWebhook {
+    pub url: String,
+    pub format: WebhookFormat,
+    /// The rules whose holds are announced here; empty: every rule.
+    pub rules: Vec<String>,
+    /// Delivery attempts (with exponential backoff from 1 s) before giving up.
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// Slack-compatible (`{"text": ..., "blocks": [...]}`; also accepted by Mattermost).
+    Slack,
+    /// A plain JSON object with the approval's fields.
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +295,14 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
             Some(r)
         })
         .unwrap_or_default();
+    let approvals = m
+        .field("approvals", w, |f, w| {
+            let mut a = f.mapping(w)?;
+            let r = read_approvals(&mut a, w);
+            a.finish(w);
+            Some(r)
+        })
+        .unwrap_or_default();
     let limits = m
         .field("limits", w, |f, w| {
             let mut l = f.mapping(w)?;
@@ -295,8 +330,49 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
         oidc,
         admin_groups,
         audit,
+        approvals,
         limits,
     }
+}
+
+fn https_or_loopback(f: Field<'_>, w: &mut Walker) -> Option<String> {
+    let s = f.non_empty_string(w)?;
+    if !crate::is_https_or_loopback(&s) {
+        w.error(f.span(), f.path(), "must be an https:// URL (http:// only for loopback)");
+        return None;
+    }
+    Some(s)
+}
+
+fn read_approvals(m: &mut Map<'_>, w: &mut Walker) -> ApprovalsConfig {
+    let link = m.field("link", w, https_or_loopback);
+    let webhooks = m
+        .field("webhooks", w, |f, w| {
+            f.each(w, |f, w| {
+                let mut h = f.mapping(w)?;
+                let url = h.field("url", w, https_or_loopback);
+                let format = h
+                    .field("format", w, |f, w| {
+                        let s = f.string(w)?;
+                        match s.as_str() {
+                            "slack" => Some(WebhookFormat::Slack),
+                            "json" => Some(WebhookFormat::Json),
+                            _ => {
+                                w.error(f.span(), f.path(), "expected slack or json");
+                                None
+                            }
+                        }
+                    })
+                    .unwrap_or(WebhookFormat::Json);
+                let rules = h.field("rules", w, |f, w| f.string_list(w)).unwrap_or_default();
+                let max_attempts =
+                    h.field("max_attempts", w, |f, w| f.u64_in(w, 1, 20)).map_or(5, |n| n as u32);
+                h.finish(w);
+                Some(ApprovalWebhook { url: url?, format, rules, max_attempts })
+            })
+        })
+        .unwrap_or_default();
+    ApprovalsConfig { link, webhooks }
 }
 
 fn addr(f: Field<'_>, w: &mut Walker) -> Option<SocketAddr> {
@@ -425,14 +501,7 @@ fn read_audit(a: &mut Map<'_>, w: &mut Walker) -> AuditConfig {
     let path = |f: Field<'_>, w: &mut Walker| f.non_empty_string(w).map(PathBuf::from);
     let signing_key_file = a.field("signing_key_file", w, path);
     let checkpoint_file = a.field("checkpoint_file", w, path);
-    let checkpoint_webhook = a.field("checkpoint_webhook", w, |f, w| {
-        let s = f.non_empty_string(w)?;
-        if !crate::is_https_or_loopback(&s) {
-            w.error(f.span(), f.path(), "must be an https:// URL (http:// only for loopback)");
-            return None;
-        }
-        Some(s)
-    });
+    let checkpoint_webhook = a.field("checkpoint_webhook", w, https_or_loopback);
     let checkpoint_every = a
         .field("checkpoint_every", w, |f, w| f.u64_in(w, 1, 1_000_000))
         .unwrap_or(d.checkpoint_every);

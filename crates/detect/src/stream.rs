@@ -69,7 +69,19 @@ impl StreamMasker {
 
     /// The end of the block: release everything, masked.
     pub fn finish(&mut self, key: &MaskKey, pseudonyms: &mut Pseudonyms) -> String {
-        if self.suppress.take().is_some() {
+        if let Some(sup) = self.suppress.take() {
+            // At the end of the text a terminator ends the run however little follows it
+            // (while streaming, it waited for enough look-ahead): release what comes after.
+            if let Suppress::Terminator { pattern, tail } = sup
+                && let Some(Run::Terminator(t, _)) = self.pack.run_of(pattern)
+                && let Some(m) = t.search(&Input::new(&tail))
+            {
+                self.buf.clear();
+                self.buf.push(char::from(tail[m.end() - 1]));
+                self.buf.push_str(&String::from_utf8_lossy(&tail[m.end()..]));
+                self.ctx = 1;
+                return self.release(true, key, pseudonyms);
+            }
             // The run lasts to the end of the text; its placeholder is already out.
             self.buf.clear();
             self.ctx = 0;

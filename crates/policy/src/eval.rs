@@ -30,6 +30,17 @@ pub struct Reject {
     pub rule: Option<String>,
 }
 
+/// A request the policy holds for a reviewer (`require_approval`, enforced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub rule: String,
+    /// Groups whose members may decide (never the requester).
+    pub approvers: Vec<String>,
+    pub timeout: std::time::Duration,
+    pub mode: crate::HoldMode,
+    pub message: Option<String>,
+}
+
 /// The outcome for one request.
 #[derive(Debug, Default)]
 pub struct Verdict {
@@ -38,6 +49,9 @@ pub struct Verdict {
     /// Every rule that matched, in file order, whatever its mode.
     pub hits: Vec<Hit>,
     pub reject: Option<Reject>,
+    /// Held for approval: forward only once a reviewer approves (the body below is what
+    /// they approve: redacted and clamped like any other).
+    pub hold: Option<Hold>,
     /// The body was rewritten (redaction, clamp, stripped tools): forward the new bytes.
     pub changed: bool,
     /// Values redacted, per detector name (sorted by name).
@@ -60,6 +74,7 @@ impl Verdict {
             (Some(r), _) if r.kind == RejectKind::InvalidRequest => "deny",
             (Some(_), Some(a)) => a.as_str(),
             (Some(_), None) => "deny",
+            (None, _) if self.hold.is_some() => "require_approval",
             (None, Some(Action::Redact)) => "redact",
             (None, _) if !self.redactions.is_empty() => "redact",
             (None, _) => "allow",
@@ -250,21 +265,15 @@ impl Policy {
                 return v;
             }
             Some((rule, Action::RequireApproval)) => {
-                // Fail closed until the approval queue exists: nothing is sent.
-                v.reject = Some(Reject {
-                    kind: RejectKind::Permission,
-                    message: format!(
-                        "policy rule `{}` requires approval by {}{}, and this gateway has no approval queue yet; the request was not sent{}",
-                        rule.id,
-                        rule.approvers.join(", "),
-                        rule.timeout
-                            .map(|t| format!(" within {}", airlock_config::format_duration(t)))
-                            .unwrap_or_default(),
-                        rule.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
-                    ),
-                    rule: Some(rule.id.clone()),
+                // Held, not refused: the rest of the judgement (redaction, the cap) still
+                // applies, so the reviewer approves exactly the body that would go upstream.
+                v.hold = Some(Hold {
+                    rule: rule.id.clone(),
+                    approvers: rule.approvers.clone(),
+                    timeout: rule.timeout,
+                    mode: rule.hold,
+                    message: rule.message.clone(),
                 });
-                return v;
             }
             _ => {}
         }

@@ -29,7 +29,7 @@ mod rego;
 mod response;
 
 pub use cases::{CaseReport, run_cases};
-pub use eval::{Hit, Reject, RejectKind, RuleTrace, ToolVerdict, Verdict, estimate_tokens};
+pub use eval::{Hit, Hold, Reject, RejectKind, RuleTrace, ToolVerdict, Verdict, estimate_tokens};
 pub use glob::Glob;
 pub use load::version_of;
 pub use rego::RegoDecision;
@@ -215,6 +215,36 @@ impl Mode {
     }
 }
 
+/// How a `require_approval` rule holds a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldMode {
+    /// The client's call stays open until a reviewer decides (or the timeout passes).
+    Wait,
+    /// The call is answered at once with 403 naming an approval id; once approved, the same
+    /// identity may send the identical request again (same body hash) and it passes, once.
+    Ticket,
+}
+
+impl HoldMode {
+    pub fn parse(s: &str) -> Option<HoldMode> {
+        Some(match s {
+            "wait" => HoldMode::Wait,
+            "ticket" => HoldMode::Ticket,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldMode::Wait => "wait",
+            HoldMode::Ticket => "ticket",
+        }
+    }
+}
+
+/// A held request waits this long for a reviewer unless its rule says otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
+
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub id: String,
@@ -222,7 +252,9 @@ pub(crate) struct Rule {
     pub mode: Mode,
     pub message: Option<String>,
     pub approvers: Vec<String>,
-    pub timeout: Option<Duration>,
+    /// How long a held request waits for a reviewer (require_approval).
+    pub timeout: Duration,
+    pub hold: HoldMode,
     /// Detectors (indexes into the detection pack) a redact rule redacts.
     pub redact: Vec<usize>,
     pub when: When,

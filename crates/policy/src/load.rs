@@ -2,7 +2,10 @@
 
 use crate::glob::Glob;
 use crate::parts::Part;
-use crate::{Action, Allowance, Mode, OnDisallowedTool, OverLimit, Policy, Rule, ToolCall, When};
+use crate::{
+    Action, Allowance, DEFAULT_APPROVAL_TIMEOUT, HoldMode, Mode, OnDisallowedTool, OverLimit,
+    Policy, Rule, ToolCall, When,
+};
 use airlock_config::ConfigErrors;
 use airlock_config::yaml::{Field, Map, Walker};
 use airlock_detect::{
@@ -463,6 +466,14 @@ fn rule(f: Field<'_>, w: &mut Walker, cat: &Catalogue) -> Option<(Rule, marked_y
     let timeout = m.field("timeout", w, |f, w| {
         f.duration_in(w, Duration::from_secs(1), Duration::from_secs(7 * 86400))
     });
+    let hold = m.field("hold", w, |f, w| {
+        let s = f.string(w)?;
+        let h = HoldMode::parse(&s);
+        if h.is_none() {
+            w.error(f.span(), f.path(), "expected wait or ticket");
+        }
+        h
+    });
     let redact = m.field("redact", w, |f, w| names_list(f, w, cat));
     let when = m.field("when", w, |f, w| when(f, w, cat));
     let path = m.path().to_owned();
@@ -471,8 +482,10 @@ fn rule(f: Field<'_>, w: &mut Walker, cat: &Catalogue) -> Option<(Rule, marked_y
     if action == Action::RequireApproval && approvers.is_empty() {
         w.error(&span, &path, "require_approval needs `approvers` (a group; never the requester)");
     }
-    if action != Action::RequireApproval && (!approvers.is_empty() || timeout.is_some()) {
-        w.error(&span, &path, "`approvers` and `timeout` are for require_approval rules");
+    if action != Action::RequireApproval
+        && (!approvers.is_empty() || timeout.is_some() || hold.is_some())
+    {
+        w.error(&span, &path, "`approvers`, `timeout` and `hold` are for require_approval rules");
     }
     if redact.is_some() && action != Action::Redact {
         w.error(&span, &path, "`redact` is for redact rules");
@@ -498,7 +511,9 @@ fn rule(f: Field<'_>, w: &mut Walker, cat: &Catalogue) -> Option<(Rule, marked_y
         }
         _ => Vec::new(),
     };
-    Some((Rule { id, action, mode, message, approvers, timeout, redact, when }, span))
+    let hold = hold.unwrap_or(HoldMode::Wait);
+    let timeout = timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
+    Some((Rule { id, action, mode, message, approvers, timeout, hold, redact, when }, span))
 }
 
 fn when(f: Field<'_>, w: &mut Walker, cat: &Catalogue) -> Option<When> {

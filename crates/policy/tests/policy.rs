@@ -113,10 +113,18 @@ fn conditions_actions_and_the_lattice() {
         Expect {
             decision: "require_approval",
             hits: &["codename-review"],
-            forwarded: None,
-            reject: Some(RejectKind::Permission),
+            forwarded: Some("bluebird"),
+            reject: None,
         },
     );
+    // Held, not refused: the hold names the rule, its approvers and its timeout.
+    let (v, _) = run(&[], req("bluebird"));
+    let hold = v.hold.expect("held");
+    assert_eq!(
+        (hold.rule.as_str(), hold.approvers.as_slice()),
+        ("codename-review", &["security".to_owned()][..])
+    );
+    assert_eq!(hold.mode, airlock_policy::HoldMode::Wait);
     check(
         &[],
         req("bluebird AKIAIOSFODNN7EXAMPLE"),

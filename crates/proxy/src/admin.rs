@@ -161,10 +161,16 @@ impl Admin {
     ) -> Result<(&'static str, Value), Rejection> {
         let gw = &self.gateway;
         let (parts, body) = req.into_parts();
-        let operator = self.operator(&parts.headers)?;
-        record.data.subject = Some(operator.subject().to_owned());
-        record.data.groups = operator.groups().to_vec();
-        record.data.token_id = Some(operator.token_id().to_owned());
+        if parts.uri.path() == "/admin/approvals"
+            || parts.uri.path().starts_with("/admin/approvals/")
+        {
+            // Reviewers need not be admins: each approval says which groups may decide it.
+            let caller = self.caller(&parts.headers, record)?;
+            let admin = self.is_admin(&caller);
+            let view = crate::approvals::Caller { identity: &caller, admin };
+            return crate::approvals::api(gw, &parts, body, view, record).await;
+        }
+        let operator = self.operator(&parts.headers, record)?;
         let now = (gw.clock)();
         match (&parts.method, parts.uri.path()) {
             (&Method::GET, "/admin/policy") => {
@@ -334,12 +340,33 @@ impl Admin {
         }
     }
 
-    /// The caller must hold a valid session token with one of the admin groups.
-    fn operator(&self, headers: &http::HeaderMap) -> Result<Identity, Rejection> {
+    /// Anyone with a valid session token (named in the call's record).
+    fn caller(
+        &self,
+        headers: &http::HeaderMap,
+        record: &mut RequestRecord,
+    ) -> Result<Identity, Rejection> {
         let gw = &self.gateway;
         let token = crate::auth::credential(headers, false)?;
         let identity = crate::auth::session(gw, token, (gw.clock)())?;
-        if !identity.groups().iter().any(|g| gw.admin_groups.contains(g)) {
+        record.data.subject = Some(identity.subject().to_owned());
+        record.data.groups = identity.groups().to_vec();
+        record.data.token_id = Some(identity.token_id().to_owned());
+        Ok(identity)
+    }
+
+    fn is_admin(&self, identity: &Identity) -> bool {
+        identity.groups().iter().any(|g| self.gateway.admin_groups.contains(g))
+    }
+
+    /// The caller must hold a valid session token with one of the admin groups.
+    fn operator(
+        &self,
+        headers: &http::HeaderMap,
+        record: &mut RequestRecord,
+    ) -> Result<Identity, Rejection> {
+        let identity = self.caller(headers, record)?;
+        if !self.is_admin(&identity) {
             return Err(Rejection::new(
                 airlock_wire::ErrorType::Permission,
                 "the admin API needs membership of an admin group",
@@ -375,7 +402,7 @@ async fn persist(
     })
 }
 
-async fn read_json(
+pub(crate) async fn read_json(
     body: Incoming,
     headers: &http::HeaderMap,
     gw: &Gateway,
@@ -389,7 +416,7 @@ async fn read_json(
     }
 }
 
-fn str_field(body: &Value, key: &str) -> Result<Option<String>, Rejection> {
+pub(crate) fn str_field(body: &Value, key: &str) -> Result<Option<String>, Rejection> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Ok(Some(s.clone())),

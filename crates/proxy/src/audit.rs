@@ -244,6 +244,30 @@ impl Audit {
         Some(Box::pin(async move { writer.append(draft).await }))
     }
 
+    /// An entry about something other than one request (an approval's notification),
+    /// under its own id.
+    pub fn event(&self, id: &str, subject: Option<&str>, detail: serde_json::Value) {
+        self.writer.append_detached(Draft {
+            kind: Kind::Record,
+            request_id: id.to_owned(),
+            at_ms: airlock_store::now_ms(),
+            index: Index {
+                subject: subject.map(str::to_owned),
+                groups: Vec::new(),
+                model: None,
+                decision: None,
+                rules: Vec::new(),
+                status: None,
+            },
+            detail,
+        });
+    }
+
+    /// This gateway's chain name (also its instance name in the approval queue).
+    pub fn chain(&self) -> &str {
+        self.writer.chain()
+    }
+
     /// Wait until every entry queued so far is committed.
     pub async fn sync(&self) -> Result<(), WriteError> {
         self.writer.sync().await
@@ -347,6 +371,16 @@ pub fn draft(kind: Kind, data: &RecordData) -> Draft {
             "clamped_max_tokens": data.clamped.map(|(from, to)| json!({"from": from, "to": to})),
             "stripped_tools": data.stripped_tools,
         },
+        "approval": data.approval.as_ref().map(|a| json!({
+            "id": a.id,
+            "rule": a.rule,
+            "mode": a.mode,
+            "state": a.state,
+            "decided_by": a.decided_by,
+            "reason": a.reason,
+            "body_sha256": a.body_hash,
+            "waited_ms": a.waited_ms,
+        })),
     });
     if kind != Kind::Request {
         let extra = json!({

@@ -34,6 +34,26 @@ pub fn full(bytes: Bytes) -> ProxyBody {
     http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A body fed by a task (a held stream): frames as they are sent, the end when the sender
+/// is dropped. Dropping the body (the client went away) closes the channel.
+pub fn channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> ProxyBody {
+    ChannelBody(rx).boxed_unsync()
+}
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
 /// Relays an upstream SSE body to the client event by event.
 pub struct SseRelay {
     upstream: hyper::body::Incoming,

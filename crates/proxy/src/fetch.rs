@@ -63,6 +63,11 @@ impl Fetcher {
         self.send(Method::GET, url, None, None).await
     }
 
+    /// GET with `Authorization: Bearer` (the admin API).
+    pub async fn get_bearer(&self, url: &str, token: &str) -> Result<Fetched, FetchError> {
+        self.send(Method::GET, url, None, Some(token)).await
+    }
+
     /// POST with `Authorization: Bearer` and no body (the gateway's token exchange).
     pub async fn post_bearer(&self, url: &str, token: &str) -> Result<Fetched, FetchError> {
         self.send(Method::POST, url, None, Some(token)).await
@@ -77,6 +82,11 @@ impl Fetcher {
     ) -> Result<Fetched, FetchError> {
         self.send(Method::POST, url, Some((Bytes::from(json), "application/json")), Some(token))
             .await
+    }
+
+    /// POST a JSON body (a notification).
+    pub async fn post_json(&self, url: &str, json: String) -> Result<Fetched, FetchError> {
+        self.send(Method::POST, url, Some((Bytes::from(json), "application/json")), None).await
     }
 
     /// POST a `text/plain` body (a signed checkpoint note).

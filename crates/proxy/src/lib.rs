@@ -6,6 +6,7 @@
 //! in-process on `127.0.0.1:0`.
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -112,6 +113,8 @@ pub struct Gateway {
     pub audit_body_bytes: usize,
     /// Requests in flight; a request holds one permit until it (or its stream) ends.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Held requests waiting on this instance.
+    pub approvals: approvals::Approvals,
     upstream_key: Secret,
 }
 
@@ -203,6 +206,7 @@ impl Gateway {
             in_flight: Arc::new(tokio::sync::Semaphore::new(
                 config.limits.max_concurrent_requests as usize,
             )),
+            approvals: approvals::Approvals::new(&config.approvals)?,
             upstream_key,
         })
     }
@@ -234,7 +238,7 @@ impl edge::Handler for Gateway {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<body::ProxyBody> {
-        pipeline::handle(&self, req, peer.ip()).await
+        pipeline::handle(self, req, peer.ip()).await
     }
 }
 
@@ -270,6 +274,7 @@ pub async fn run(
         tokio::spawn(policy::follow_file(gateway.clone(), path, stop(rx.clone())));
     }
     if let Some(audit) = gateway.audit.clone() {
+        tokio::spawn(approvals::sweep(audit.clone(), stop(rx.clone())));
         tokio::spawn(revoke::follow_store(
             audit,
             gateway.revocations.clone(),

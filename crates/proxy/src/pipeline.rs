@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<ProxyBody> {
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> Response<ProxyBody> {
     let request_id = gw.request_ids.next();
     let mut record =
         RequestRecord::start(request_id.clone(), req.method(), gw.sink.clone(), gw.audit.clone());
@@ -36,11 +36,30 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
     record.watch_connection(req.extensions().get::<crate::edge::Stalled>().cloned());
     // One deadline for the whole exchange up to a complete answer (or the start of a stream;
     // a stream is then bounded by idle timeouts, never by its total length).
-    let outcome =
-        match tokio::time::timeout(gw.limits.request_timeout, run(gw, req, &mut record)).await {
+    let mut outcome =
+        match tokio::time::timeout(gw.limits.request_timeout, run(&gw, req, &mut record)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(request_timeout(&record)),
         };
+    if let Ok(Relay::Held(call)) = outcome {
+        if record.data.stream {
+            // The stream starts now with pings; the decision and the upstream answer follow.
+            return held_stream(gw, *call, record);
+        }
+        // A plain call stays open until the decision (the request timeout counts again from
+        // the approval).
+        let HeldCall { mut held, forward: fwd } = *call;
+        outcome = match crate::approvals::wait(&gw, &mut held, &mut record).await {
+            Ok(body) => {
+                let f = forward(&gw, fwd, body, &mut record);
+                match tokio::time::timeout(gw.limits.request_timeout, f).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(request_timeout(&record)),
+                }
+            }
+            Err(rejection) => Err(rejection),
+        };
+    }
     // `warn` rules that matched: the client hears of them in a header, nothing is blocked.
     let warnings: Vec<String> =
         record.data.rules.iter().filter(|r| r.mode == "warn").map(|r| r.id.clone()).collect();
@@ -63,20 +82,23 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
         Ok(Relay::Stream(parts)) => {
             // The record travels with the stream and is delivered when it ends.
             record.data.status = Some(parts.status.as_u16());
-            let relay = SseRelay::new(
-                parts.body,
-                gw.limits.max_sse_event_bytes as usize,
-                gw.upstream_idle_timeout,
-                record,
-                parts.guard,
-            );
+            let StreamParts { status, headers, body, guard } = *parts;
+            let relay = sse_relay(&gw, body, guard, record);
             let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(relay));
-            *response.status_mut() = parts.status;
-            *response.headers_mut() = parts.headers;
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
             add_request_id(response.headers_mut(), &request_id);
             add_warnings(response.headers_mut(), &warnings);
             return response;
         }
+        // Settled above: a held call never gets here.
+        Ok(Relay::Held(_)) => Rejection::new(
+            airlock_wire::ErrorType::Api,
+            "internal error",
+            crate::reject::Fault::Internal,
+            "held_unsettled",
+        )
+        .into_response(&request_id),
         Err(rejection) => {
             record.finish(Outcome::Rejected, rejection.reason);
             if rejection.fault != crate::reject::Fault::Client {
@@ -89,6 +111,119 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Respo
     add_request_id(response.headers_mut(), &request_id);
     add_warnings(response.headers_mut(), &warnings);
     response
+}
+
+fn sse_relay(
+    gw: &Gateway,
+    body: Incoming,
+    guard: Option<ResponseGuard>,
+    record: RequestRecord,
+) -> SseRelay {
+    SseRelay::new(
+        body,
+        gw.limits.max_sse_event_bytes as usize,
+        gw.upstream_idle_timeout,
+        record,
+        guard,
+    )
+}
+
+/// How often a held stream gets a `ping` event while it waits (the first at once).
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PING: &[u8] = b"event: ping\ndata: {\"type\": \"ping\"}\n\n";
+
+/// A held streaming call: the SSE response starts at once with `ping` events; once a
+/// reviewer decides, the upstream stream (or an SSE `error` event) follows on the same
+/// response. A client that goes away closes the channel: the task stops, the approval is
+/// marked abandoned and the record says `client_aborted`.
+fn held_stream(gw: Arc<Gateway>, call: HeldCall, mut record: RequestRecord) -> Response<ProxyBody> {
+    let request_id = record.data.request_id.clone();
+    record.data.status = Some(200);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let HeldCall { mut held, forward: fwd } = call;
+        let decided = {
+            let wait = crate::approvals::wait(&gw, &mut held, &mut record);
+            tokio::pin!(wait);
+            let mut ping = tokio::time::interval(PING_EVERY);
+            loop {
+                tokio::select! {
+                    r = &mut wait => break Some(r),
+                    () = tx.closed() => break None,
+                    _ = ping.tick() => {
+                        if tx.send(Bytes::from_static(PING)).await.is_err() {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        let Some(decided) = decided else { return };
+        let outcome = match decided {
+            Ok(body) => {
+                let f = forward(&gw, fwd, body, &mut record);
+                match tokio::time::timeout(gw.limits.request_timeout, f).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(request_timeout(&record)),
+                }
+            }
+            Err(rejection) => Err(rejection),
+        };
+        let id = record.data.request_id.clone();
+        let last = match outcome {
+            Ok(Relay::Stream(parts)) => {
+                let mut relay = sse_relay(&gw, parts.body, parts.guard, record);
+                while let Some(Ok(frame)) = relay.frame().await {
+                    if let Ok(data) = frame.into_data()
+                        && tx.send(data).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                return;
+            }
+            Ok(Relay::Full(response)) => {
+                // No stream came back (an upstream error status): its envelope goes out as
+                // the stream's `error` event.
+                let status = response.status();
+                let body = response.into_body().collect().await.map(|c| c.to_bytes());
+                record.finish(Outcome::StreamFailed, "upstream_error_status");
+                upstream_error_event(&body.unwrap_or_default(), status, &id)
+            }
+            Ok(Relay::Held(_)) => {
+                record.finish(Outcome::Rejected, "held_unsettled");
+                airlock_wire::sse_error_event(airlock_wire::ErrorType::Api, "internal error", &id)
+            }
+            Err(rejection) => {
+                record.finish(Outcome::Rejected, rejection.reason);
+                airlock_wire::sse_error_event(rejection.kind, &rejection.message, &id)
+            }
+        };
+        let _ = tx.send(last).await;
+    });
+    let mut response = Response::new(crate::body::channel(rx));
+    let headers = response.headers_mut();
+    headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    add_request_id(headers, &request_id);
+    response
+}
+
+/// An upstream answer that is not a stream, as an SSE `error` event: its own error envelope
+/// when it sent one, else a generic one naming the status.
+fn upstream_error_event(body: &[u8], status: StatusCode, request_id: &str) -> Bytes {
+    let envelope = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(|v| v.get("type").and_then(serde_json::Value::as_str) == Some("error"));
+    match envelope {
+        Some(v) => Bytes::from(format!("event: error\ndata: {v}\n\n")),
+        None => airlock_wire::sse_error_event(
+            airlock_wire::ErrorType::Api,
+            &format!("upstream answered {} without a stream", status.as_u16()),
+            request_id,
+        ),
+    }
 }
 
 /// The request deadline passed: 408 while the client was still sending its body (no decision
@@ -174,6 +309,23 @@ fn add_request_id(headers: &mut HeaderMap, request_id: &str) {
 enum Relay {
     Full(Response<ProxyBody>),
     Stream(Box<StreamParts>),
+    /// Held for approval (wait mode): forwarded once a reviewer approves.
+    Held(Box<HeldCall>),
+}
+
+/// A held call: the approval, and what forwarding it needs once approved.
+struct HeldCall {
+    held: crate::approvals::Held,
+    forward: Forward,
+}
+
+/// Everything forwarding needs besides the body.
+struct Forward {
+    method: http::Method,
+    route: Route,
+    query: Option<String>,
+    headers: HeaderMap,
+    guard: Option<ResponseGuard>,
 }
 
 struct StreamParts {
@@ -237,6 +389,7 @@ async fn run(
     let policy = gw.policy.current();
     record.data.policy_version = Some(policy.version.clone());
     let mut guard = None;
+    let mut hold = None;
 
     // Read the body within the size and time bounds, then parse it. GET routes carry none.
     let body = if route.has_body() {
@@ -280,6 +433,12 @@ async fn run(
             };
             return Err(Rejection::policy(r, reason));
         }
+        if let Some(h) = verdict.hold.take() {
+            // Reviewers read this: the request as it would be forwarded, every value masked.
+            let copy = policy.audit_copy(serde_json::Value::Object(body.clone()));
+            let view = crate::audit::capped_body(copy, MAX_REVIEW_VIEW_BYTES).unwrap_or_default();
+            hold = Some((h, view.to_string()));
+        }
         if route == Route::Messages {
             guard = Some(ResponseGuard::new(
                 Arc::clone(&policy),
@@ -305,20 +464,47 @@ async fn run(
     };
 
     // Nothing leaves unrecorded: the request's audit entry commits first (fail closed).
+    // (A held request's entry is written now too: it records the hold.)
     record.data.decision.get_or_insert("allow");
     record.open_audit().await?;
 
-    // Forward with the gateway's credential; the client's token never leaves.
+    let fwd = Forward {
+        method: parts.method,
+        route,
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        guard,
+    };
+    if let Some((h, view)) = hold {
+        match crate::approvals::hold(gw, record, &h, identity.subject(), &body, view).await? {
+            crate::approvals::Start::Pass => {}
+            crate::approvals::Start::Wait(held) => {
+                return Ok(Relay::Held(Box::new(HeldCall { held: *held, forward: fwd })));
+            }
+        }
+    }
+    forward(gw, fwd, body, record).await
+}
+
+/// A reviewer's view of a held request is cut at this size.
+const MAX_REVIEW_VIEW_BYTES: usize = 1 << 20;
+
+/// Forward with the gateway's credential (the client's token never leaves), then relay.
+async fn forward(
+    gw: &Gateway,
+    fwd: Forward,
+    body: Bytes,
+    record: &mut RequestRecord,
+) -> Result<Relay, Rejection> {
     let sent = std::time::Instant::now();
     let (response, attempts) =
-        gw.upstream.send(parts.method, &route, parts.uri.query(), &parts.headers, body).await?;
+        gw.upstream.send(fwd.method, &fwd.route, fwd.query.as_deref(), &fwd.headers, body).await?;
     record.data.upstream_latency = Some(sent.elapsed());
     record.data.upstream_attempts = attempts;
     record.data.upstream_status = Some(response.status().as_u16());
     record.data.upstream_request_id =
         response.headers().get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-
-    relay(gw, response, record, guard).await
+    relay(gw, response, record, fwd.guard).await
 }
 
 /// Total size of request headers accepted (names and values); more gets 431.

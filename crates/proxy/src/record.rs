@@ -41,6 +41,23 @@ impl Outcome {
     }
 }
 
+/// A request held for approval: what happened to the hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalNote {
+    pub id: String,
+    pub rule: String,
+    /// `wait` or `ticket`.
+    pub mode: &'static str,
+    /// `pending`, `approved`, `denied`, `expired`, `abandoned`, `redeemed` (a ticket), or
+    /// `granted` (passed under a standing grant; `id` is then the grant's).
+    pub state: &'static str,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    /// SHA-256 of the exact body held (and, once approved, forwarded).
+    pub body_hash: String,
+    pub waited_ms: u64,
+}
+
 /// What is known about one request.
 #[derive(Debug, Clone)]
 pub struct RecordData {
@@ -92,6 +109,8 @@ pub struct RecordData {
     /// `audit.max_body_bytes`: the only prompt or completion text a record holds.
     pub request_body: Option<serde_json::Value>,
     pub response_body: Option<serde_json::Value>,
+    /// The approval this request was held for, if any.
+    pub approval: Option<ApprovalNote>,
 }
 
 /// A rule that matched, as recorded.
@@ -206,6 +225,7 @@ impl RequestRecord {
                 stripped_tools: Vec::new(),
                 request_body: None,
                 response_body: None,
+                approval: None,
             },
             started: Instant::now(),
             sink,

@@ -132,6 +132,54 @@ pub struct Revocation {
     pub until_s: u64,
 }
 
+/// A request held for a reviewer (the stored body is handed out only by
+/// [`Store::claim_approved_body`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub id: String,
+    pub request_id: String,
+    pub created_ms: i64,
+    /// A pending approval not decided by then expires.
+    pub expires_ms: i64,
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub rule: String,
+    /// Groups whose members may decide.
+    pub approvers: Vec<String>,
+    pub model: Option<String>,
+    pub stream: bool,
+    /// `wait` or `ticket`.
+    pub mode: String,
+    /// SHA-256 (hex) of the exact upstream body.
+    pub body_hash: String,
+    /// The request as reviewers see it: JSON, every detected value masked.
+    pub view: String,
+    /// `pending`, `approved`, `denied`, `expired`, `abandoned`, `forwarding`, `forwarded`.
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    pub decided_ms: Option<i64>,
+    /// The gateway instance holding the client's call.
+    pub instance: String,
+}
+
+/// A standing grant: `subject`'s requests held by `rule` pass without review until
+/// `until_ms`, unless revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub subject: String,
+    pub rule: String,
+    /// The approver groups of the approval it came from (who may see and revoke it).
+    pub approvers: Vec<String>,
+    pub approval_id: String,
+    pub granted_by: String,
+    pub created_ms: i64,
+    pub until_ms: i64,
+    pub revoked_by: Option<String>,
+    pub revoked_ms: Option<i64>,
+}
+
 /// A connection to the store, with every query the gateway and the CLI use.
 pub struct Store {
     sql: Box<dyn Sql>,
@@ -411,10 +459,240 @@ impl Store {
             .collect()
     }
 
+    /// Store a held request with the exact body that would be forwarded.
+    pub fn hold(&mut self, a: &Approval, body: &str) -> Result<(), StoreError> {
+        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_default();
+        self.sql.exec(
+            sql::INSERT_APPROVAL,
+            &[
+                Param::Text(a.id.clone()),
+                Param::Text(a.request_id.clone()),
+                Param::Int(a.created_ms),
+                Param::Int(a.expires_ms),
+                Param::Text(a.subject.clone()),
+                Param::Text(json(&a.groups)),
+                Param::Text(a.rule.clone()),
+                Param::Text(json(&a.approvers)),
+                Param::text(a.model.as_deref()),
+                Param::Int(i64::from(a.stream)),
+                Param::Text(a.mode.clone()),
+                Param::Text(a.body_hash.clone()),
+                Param::Text(a.view.clone()),
+                Param::Text(a.state.clone()),
+                Param::text(a.decided_by.as_deref()),
+                Param::text(a.reason.as_deref()),
+                a.decided_ms.map_or(Param::NullInt, Param::Int),
+                Param::Text(a.instance.clone()),
+                Param::Text(body.to_owned()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn approval(&mut self, id: &str) -> Result<Option<Approval>, StoreError> {
+        let sql = format!("SELECT {} FROM approvals WHERE id = $1", sql::APPROVAL_COLUMNS);
+        let rows = self.sql.query(&sql, &[Param::Text(id.to_owned())])?;
+        rows.first().map(|r| approval(r)).transpose()
+    }
+
+    /// Approvals in `state` (every state when `None`), newest first, at most `limit`.
+    pub fn approvals(
+        &mut self,
+        state: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM approvals WHERE ($1 = '' OR state = $1) ORDER BY created_ms DESC LIMIT $2",
+            sql::APPROVAL_COLUMNS
+        );
+        let params = [Param::Text(state.unwrap_or("").to_owned()), Param::Int(limit as i64)];
+        self.sql.query(&sql, &params)?.iter().map(|r| approval(r)).collect()
+    }
+
+    /// Approve or deny a pending approval before it expires. `false`: it was not pending (or
+    /// had expired) — someone else decided first, and nothing changed.
+    pub fn decide(
+        &mut self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let state = if approve { "approved" } else { "denied" };
+        let n = self.sql.exec(
+            sql::DECIDE_APPROVAL,
+            &[
+                Param::Text(state.to_owned()),
+                Param::Text(by.to_owned()),
+                Param::text(reason),
+                Param::Int(now_ms),
+                Param::Text(id.to_owned()),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Move an approval from state `from` to the final state `to` (`expired`, `abandoned`,
+    /// `forwarded`), forgetting its body. `false`: it was not in `from`.
+    pub fn finish_approval(
+        &mut self,
+        id: &str,
+        from: &str,
+        to: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let params = [
+            Param::Text(to.to_owned()),
+            Param::Int(now_ms),
+            Param::Text(id.to_owned()),
+            Param::Text(from.to_owned()),
+        ];
+        Ok(self.sql.exec(sql::FINISH_APPROVAL, &params)? == 1)
+    }
+
+    /// Expire every pending approval past its deadline (whoever holds it); how many.
+    pub fn expire_approvals(&mut self, now_ms: i64) -> Result<u64, StoreError> {
+        self.sql.exec(sql::EXPIRE_APPROVALS, &[Param::Int(now_ms)])
+    }
+
+    /// The body of an approved request, handed out once: the approval moves to `forwarded`
+    /// and the body is forgotten in the same transaction. `None`: not approved (or already
+    /// claimed).
+    pub fn claim_approved_body(
+        &mut self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let id = Param::Text(id.to_owned());
+        self.transaction(|s| {
+            if s.sql.exec(sql::CLAIM_APPROVAL, std::slice::from_ref(&id))? != 1 {
+                return Ok(None);
+            }
+            let rows = s.sql.query(sql::APPROVAL_BODY, std::slice::from_ref(&id))?;
+            let body = rows.first().map(|r| r[0].opt_text()).transpose()?.flatten();
+            let params = [
+                Param::Text("forwarded".into()),
+                Param::Int(now_ms),
+                id.clone(),
+                Param::Text("forwarding".into()),
+            ];
+            s.sql.exec(sql::FINISH_APPROVAL, &params)?;
+            Ok(body)
+        })
+    }
+
+    /// A ticket-mode approval of `subject` for this exact body under `rule`: pending, or
+    /// approved and still inside its window. Returns its id and state.
+    pub fn find_ticket(
+        &mut self,
+        subject: &str,
+        body_hash: &str,
+        rule: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let params = [
+            Param::Text(subject.to_owned()),
+            Param::Text(body_hash.to_owned()),
+            Param::Text(rule.to_owned()),
+            Param::Int(now_ms),
+        ];
+        let rows = self.sql.query(sql::FIND_TICKET, &params)?;
+        rows.first().map(|r| Ok((r[0].text()?, r[1].text()?))).transpose()
+    }
+
+    pub fn add_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
+        self.sql.exec(
+            sql::INSERT_GRANT,
+            &[
+                Param::Text(g.id.clone()),
+                Param::Text(g.subject.clone()),
+                Param::Text(g.rule.clone()),
+                Param::Text(serde_json::to_string(&g.approvers).unwrap_or_default()),
+                Param::Text(g.approval_id.clone()),
+                Param::Text(g.granted_by.clone()),
+                Param::Int(g.created_ms),
+                Param::Int(g.until_ms),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The id of a grant letting `subject` pass `rule` at `now_ms`.
+    pub fn active_grant(
+        &mut self,
+        subject: &str,
+        rule: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let params =
+            [Param::Text(subject.to_owned()), Param::Text(rule.to_owned()), Param::Int(now_ms)];
+        let rows = self.sql.query(sql::ACTIVE_GRANT, &params)?;
+        rows.first().map(|r| r[0].text()).transpose()
+    }
+
+    /// Grants still in force at `now_ms` (all, revoked and expired too, when `all`).
+    pub fn grants(&mut self, now_ms: i64, all: bool) -> Result<Vec<Grant>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM approval_grants WHERE $1 = 1 OR (until_ms > $2 AND revoked_ms IS NULL) \
+             ORDER BY created_ms DESC LIMIT 1000",
+            sql::GRANT_COLUMNS
+        );
+        let rows = self.sql.query(&sql, &[Param::Int(i64::from(all)), Param::Int(now_ms)])?;
+        rows.iter()
+            .map(|r| {
+                Ok(Grant {
+                    id: r[0].text()?,
+                    subject: r[1].text()?,
+                    rule: r[2].text()?,
+                    approvers: serde_json::from_str(&r[3].text()?).unwrap_or_default(),
+                    approval_id: r[4].text()?,
+                    granted_by: r[5].text()?,
+                    created_ms: r[6].int()?,
+                    until_ms: r[7].int()?,
+                    revoked_by: r[8].opt_text()?,
+                    revoked_ms: r[9].opt_int()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revoke a grant; `false` if there is none by that id still unrevoked.
+    pub fn revoke_grant(&mut self, id: &str, by: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let params = [Param::Text(by.to_owned()), Param::Int(now_ms), Param::Text(id.to_owned())];
+        Ok(self.sql.exec(sql::REVOKE_GRANT, &params)? == 1)
+    }
+
     /// Direct access for tests that tamper with the store.
     pub fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, StoreError> {
         self.sql.exec(sql, params)
     }
+}
+
+fn approval(r: &[Value]) -> Result<Approval, StoreError> {
+    let list = |v: &Value| -> Result<Vec<String>, StoreError> {
+        Ok(serde_json::from_str(&v.text()?).unwrap_or_default())
+    };
+    Ok(Approval {
+        id: r[0].text()?,
+        request_id: r[1].text()?,
+        created_ms: r[2].int()?,
+        expires_ms: r[3].int()?,
+        subject: r[4].text()?,
+        groups: list(&r[5])?,
+        rule: r[6].text()?,
+        approvers: list(&r[7])?,
+        model: r[8].opt_text()?,
+        stream: r[9].int()? != 0,
+        mode: r[10].text()?,
+        body_hash: r[11].text()?,
+        view: r[12].text()?,
+        state: r[13].text()?,
+        decided_by: r[14].opt_text()?,
+        reason: r[15].opt_text()?,
+        decided_ms: r[16].opt_int()?,
+        instance: r[17].text()?,
+    })
 }
 
 fn row(r: &[Value]) -> Result<Row, StoreError> {

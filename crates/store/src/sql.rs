@@ -2,9 +2,10 @@
 //! of first use, which PostgreSQL and SQLite (as named parameters) both bind by position.
 
 /// Versioned migrations, applied in order on open; each runs once, in a transaction.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE audit_entries (
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE audit_entries (
         chain TEXT NOT NULL,
         seq BIGINT NOT NULL,
         kind TEXT NOT NULL,
@@ -43,7 +44,55 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
         until_s BIGINT NOT NULL,
         PRIMARY KEY (kind, value)
     );",
-)];
+    ),
+    (
+        2,
+        // Held requests. `body` is the exact upstream body, kept only while it may still be
+        // forwarded (pending, approved) and cleared on every other state; `view` is the
+        // masked copy reviewers read.
+        "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        subject TEXT NOT NULL,
+        groups_json TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        approvers_json TEXT NOT NULL,
+        model TEXT,
+        stream BIGINT NOT NULL,
+        mode TEXT NOT NULL,
+        body TEXT,
+        body_hash TEXT NOT NULL,
+        view TEXT NOT NULL,
+        state TEXT NOT NULL,
+        decided_by TEXT,
+        reason TEXT,
+        decided_ms BIGINT,
+        instance TEXT NOT NULL
+    );
+    CREATE INDEX approvals_state ON approvals (state, created_ms);
+    CREATE INDEX approvals_ticket ON approvals (subject, body_hash);",
+    ),
+    (
+        3,
+        // Standing grants: one identity's requests under one rule pass without a hold until
+        // `until_ms`, unless revoked.
+        "CREATE TABLE approval_grants (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        approvers_json TEXT NOT NULL,
+        approval_id TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        until_ms BIGINT NOT NULL,
+        revoked_by TEXT,
+        revoked_ms BIGINT
+    );
+    CREATE INDEX approval_grants_subject ON approval_grants (subject, rule);",
+    ),
+];
 
 pub const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS airlock_schema (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)";
 pub const SCHEMA_VERSIONS: &str = "SELECT version FROM airlock_schema";
@@ -97,3 +146,38 @@ pub fn contains_element(value: &str) -> String {
         .collect();
     format!("%{escaped}%")
 }
+
+pub const APPROVAL_COLUMNS: &str = "id, request_id, created_ms, expires_ms, subject, groups_json, \
+     rule, approvers_json, model, stream, mode, body_hash, view, state, decided_by, reason, \
+     decided_ms, instance";
+pub const INSERT_APPROVAL: &str = "INSERT INTO approvals (id, request_id, created_ms, expires_ms, \
+     subject, groups_json, rule, approvers_json, model, stream, mode, body_hash, view, state, \
+     decided_by, reason, decided_ms, instance, body) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+/// Decide a pending approval that has not expired; a denial forgets the body at once.
+pub const DECIDE_APPROVAL: &str = "UPDATE approvals SET state = $1, decided_by = $2, reason = $3, \
+     decided_ms = $4, body = CASE WHEN $1 = 'approved' THEN body ELSE NULL END \
+     WHERE id = $5 AND state = 'pending' AND expires_ms > $4";
+/// Move an approval from one of the listed states to a final one, forgetting its body.
+pub const FINISH_APPROVAL: &str = "UPDATE approvals SET state = $1, body = NULL, \
+     decided_ms = COALESCE(decided_ms, $2) WHERE id = $3 AND state = $4";
+pub const EXPIRE_APPROVALS: &str = "UPDATE approvals SET state = 'expired', body = NULL, \
+     decided_ms = $1 WHERE state = 'pending' AND expires_ms <= $1";
+pub const CLAIM_APPROVAL: &str =
+    "UPDATE approvals SET state = 'forwarding' WHERE id = $1 AND state = 'approved'";
+pub const APPROVAL_BODY: &str = "SELECT body FROM approvals WHERE id = $1";
+/// An approved ticket of this identity for this exact body, still inside its window (the
+/// rule's timeout, counted from the decision).
+pub const FIND_TICKET: &str = "SELECT id, state FROM approvals WHERE subject = $1 AND \
+     body_hash = $2 AND rule = $3 AND mode = 'ticket' AND ((state = 'approved' AND \
+     decided_ms + (expires_ms - created_ms) > $4) OR (state = 'pending' AND expires_ms > $4)) \
+     ORDER BY created_ms LIMIT 1";
+
+pub const GRANT_COLUMNS: &str = "id, subject, rule, approvers_json, approval_id, granted_by, \
+     created_ms, until_ms, revoked_by, revoked_ms";
+pub const INSERT_GRANT: &str = "INSERT INTO approval_grants (id, subject, rule, approvers_json, \
+     approval_id, granted_by, created_ms, until_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub const ACTIVE_GRANT: &str = "SELECT id FROM approval_grants WHERE subject = $1 AND rule = $2 \
+     AND until_ms > $3 AND revoked_ms IS NULL ORDER BY until_ms DESC LIMIT 1";
+pub const REVOKE_GRANT: &str = "UPDATE approval_grants SET revoked_by = $1, revoked_ms = $2 \
+     WHERE id = $3 AND revoked_ms IS NULL";

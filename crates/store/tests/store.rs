@@ -5,7 +5,7 @@
 use airlock_audit::{ChainReport, Draft, Index, Kind, VerifierKey};
 use airlock_authn::SessionKeys;
 use airlock_config::StoreUrl;
-use airlock_store::{Param, Revocation, Store, Writer, WriterOptions, audit};
+use airlock_store::{Approval, Param, Revocation, Store, Writer, WriterOptions, audit};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -308,5 +308,86 @@ fn revocations_round_trip() {
         store.revoke(&Revocation { value: unique("later"), at_s: 60, until_s: 300, ..r }).unwrap();
         let forgotten = store.execute("DELETE FROM revocations WHERE until_s < 60", &[]).unwrap();
         assert_eq!(forgotten, 0);
+    }
+}
+
+fn held(id: &str, mode: &str, created_ms: i64) -> Approval {
+    Approval {
+        id: id.to_owned(),
+        request_id: format!("req_{id}"),
+        created_ms,
+        expires_ms: created_ms + 1000,
+        subject: "alice".into(),
+        groups: vec!["eng".into()],
+        rule: "codename-review".into(),
+        approvers: vec!["security".into()],
+        model: Some("claude-x".into()),
+        stream: false,
+        mode: mode.to_owned(),
+        body_hash: format!("hash-{id}"),
+        view: "{}".into(),
+        state: "pending".into(),
+        decided_by: None,
+        reason: None,
+        decided_ms: None,
+        instance: "a".into(),
+    }
+}
+
+/// Approvals: one decision wins, the body is handed out once and then forgotten, denials and
+/// expiry forget it at once, tickets are found by identity + body hash inside their window.
+#[test]
+fn approvals_decide_once_and_release_the_body_once() {
+    for url in backends() {
+        let mut store = Store::open(&url).unwrap();
+        let body = r#"{"model":"claude-x","messages":[]}"#;
+        let a = held("a1", "wait", 1_000);
+        store.hold(&a, body).unwrap();
+        assert_eq!(store.approval("a1").unwrap().unwrap(), a);
+        assert!(store.decide("a1", true, "bob", Some("ok"), 1_100).unwrap());
+        assert!(!store.decide("a1", false, "carol", None, 1_101).unwrap(), "second decision");
+        let got = store.approval("a1").unwrap().unwrap();
+        assert_eq!((got.state.as_str(), got.decided_by.as_deref()), ("approved", Some("bob")));
+        assert_eq!(store.claim_approved_body("a1", 1_200).unwrap().as_deref(), Some(body));
+        assert_eq!(store.claim_approved_body("a1", 1_201).unwrap(), None, "claimed twice");
+        assert_eq!(store.approval("a1").unwrap().unwrap().state, "forwarded");
+
+        // Denied: the body is gone at once.
+        store.hold(&held("a2", "wait", 1_000), body).unwrap();
+        assert!(store.decide("a2", false, "bob", Some("no"), 1_100).unwrap());
+        assert_eq!(store.claim_approved_body("a2", 1_200).unwrap(), None);
+        // Expired: not decidable after its deadline; the sweep expires it.
+        store.hold(&held("a3", "wait", 1_000), body).unwrap();
+        assert!(!store.decide("a3", true, "bob", None, 2_000).unwrap(), "decided after expiry");
+        assert_eq!(store.expire_approvals(2_000).unwrap(), 1);
+        assert_eq!(store.approval("a3").unwrap().unwrap().state, "expired");
+        // Abandoned by its client.
+        store.hold(&held("a4", "wait", 1_000), body).unwrap();
+        assert!(store.finish_approval("a4", "pending", "abandoned", 1_050).unwrap());
+        assert!(!store.decide("a4", true, "bob", None, 1_100).unwrap());
+        // Only the two undecided-then-forwarded/denied states hold no body.
+        let with_body =
+            store.execute("UPDATE approvals SET body = body WHERE body IS NOT NULL", &[]).unwrap();
+        assert_eq!(with_body, 0, "no approval keeps its body once it cannot be forwarded");
+
+        // Tickets: found while pending, and approved inside the window, then redeemed once.
+        store.hold(&held("t1", "ticket", 1_000), body).unwrap();
+        let find = |s: &mut Store, now| s.find_ticket("alice", "hash-t1", "codename-review", now);
+        assert_eq!(find(&mut store, 1_010).unwrap(), Some(("t1".into(), "pending".into())));
+        assert_eq!(
+            store.find_ticket("mallory", "hash-t1", "codename-review", 1_010).unwrap(),
+            None
+        );
+        assert!(store.decide("t1", true, "bob", None, 1_500).unwrap());
+        assert_eq!(find(&mut store, 2_400).unwrap(), Some(("t1".into(), "approved".into())));
+        assert_eq!(
+            find(&mut store, 2_600).unwrap(),
+            None,
+            "window is the timeout after the decision"
+        );
+        assert!(store.finish_approval("t1", "approved", "forwarded", 2_000).unwrap());
+        assert_eq!(find(&mut store, 2_100).unwrap(), None, "redeemed once");
+        assert_eq!(store.approvals(Some("pending"), 10).unwrap().len(), 0);
+        assert_eq!(store.approvals(None, 10).unwrap().len(), 5);
     }
 }

@@ -247,13 +247,7 @@ async fn strict_mode_releases_only_recorded_responses() {
 async fn instances_sharing_a_postgres_store() {
     let store = tokio::task::spawn_blocking(Harness::postgres_store).await.unwrap();
     let dir = std::env::temp_dir().join(format!("airlock-pg-{}", std::process::id()));
-    let config = |name: &str| {
-        format!(
-            "store: {store}\naudit:\n  instance: {name}\n  signing_key_file: {}\n  checkpoint_file: {}\n",
-            dir.join("audit.key").display(),
-            dir.join(format!("{name}.jsonl")).display()
-        )
-    };
+    let config = |name: &str| shared_store_config(&store, &dir, name);
     let a = Harness::start_with(&config("gw-a")).await;
     let b = a.sibling(&config("gw-b")).await;
     let user = a.keys.mint("alice", &["eng".to_owned()], 600, now()).unwrap();
@@ -388,51 +382,7 @@ async fn admins_read_and_verify_the_audit_log_over_the_api() {
 /// signed note, which verifies with the gateway's key and links to the one before.
 #[tokio::test]
 async fn checkpoints_are_posted_to_the_webhook_signed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else { return };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // Read the head, then Content-Length bytes of body.
-                let (head_end, len) = loop {
-                    let n = conn.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        break (i + 4, len);
-                    }
-                };
-                while buf.len() < head_end + len {
-                    let n = conn.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let _ = conn
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-                let _ =
-                    tx.send(String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned());
-            });
-        }
-    });
+    let (port, mut rx) = webhook_receiver(0).await;
     let h = Harness::start_with(&format!(
         "audit:\n  checkpoint_every: 2\n  checkpoint_webhook: http://127.0.0.1:{port}/checkpoints\n"
     ))

@@ -471,3 +471,69 @@ fn reserialise(data: &str) -> String {
 pub fn request_id(headers: &http::HeaderMap) -> String {
     headers["x-airlock-request-id"].to_str().unwrap().to_owned()
 }
+
+/// A webhook endpoint on loopback: answers 500 to the first `failures` posts, then 200; every
+/// body it received (failed ones included) comes out of the channel, in order.
+pub async fn webhook_receiver(
+    failures: usize,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let (tx, seen) = (tx.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then Content-Length bytes of body.
+                let (head_end, len) = loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let status = if n < failures { "500 Internal Server Error" } else { "200 OK" };
+                let answer =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = conn.write_all(answer.as_bytes()).await;
+                let _ =
+                    tx.send(String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned());
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// Config for one of several gateways sharing the PostgreSQL `store`: its own chain `name`,
+/// the audit key and its checkpoint file in `dir` (never the working directory).
+pub fn shared_store_config(store: &str, dir: &std::path::Path, name: &str) -> String {
+    format!(
+        "store: {store}\naudit:\n  instance: {name}\n  signing_key_file: {}\n  checkpoint_file: {}\n",
+        dir.join("audit.key").display(),
+        dir.join(format!("{name}.jsonl")).display()
+    )
+}

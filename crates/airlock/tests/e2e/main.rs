@@ -2,6 +2,7 @@
 //! loopback, driven by a raw HTTP client and by the real SDK clients.
 
 mod agents;
+mod approvals;
 mod audit;
 mod auth;
 mod clients;
@@ -14,6 +15,7 @@ mod identity;
 mod idp;
 mod input;
 mod lifecycle;
+mod openapi;
 mod policy;
 mod proxying;
 mod streaming;
