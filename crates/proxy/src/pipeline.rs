@@ -463,11 +463,18 @@ async fn run(
         Bytes::new()
     };
 
-    // Nothing leaves unrecorded: the request's audit entry commits first (fail closed).
-    // (A held request's entry is written now too: it records the hold.)
     record.data.decision.get_or_insert("allow");
-    record.open_audit().await?;
+    let mut held = None;
+    if let Some((h, view)) = hold {
+        match crate::approvals::hold(gw, record, &h, identity.subject(), &body, view).await? {
+            crate::approvals::Start::Pass => {}
+            crate::approvals::Start::Wait(w) => held = Some(w),
+        }
+    }
 
+    // Nothing leaves unrecorded: the request's audit entry commits first (fail closed); a
+    // held request's entry is written now, and records the hold.
+    record.open_audit().await?;
     let fwd = Forward {
         method: parts.method,
         route,
@@ -475,13 +482,8 @@ async fn run(
         headers: parts.headers,
         guard,
     };
-    if let Some((h, view)) = hold {
-        match crate::approvals::hold(gw, record, &h, identity.subject(), &body, view).await? {
-            crate::approvals::Start::Pass => {}
-            crate::approvals::Start::Wait(held) => {
-                return Ok(Relay::Held(Box::new(HeldCall { held: *held, forward: fwd })));
-            }
-        }
+    if let Some(held) = held {
+        return Ok(Relay::Held(Box::new(HeldCall { held: *held, forward: fwd })));
     }
     forward(gw, fwd, body, record).await
 }

@@ -167,6 +167,9 @@ async fn a_held_call_completes_once_a_reviewer_approves_with_the_cli() {
             (Some("approved"), Some("bob"))
         );
         assert_eq!(entries[0].decision.as_deref(), Some("require_approval"));
+        let held = entries[0].parsed().unwrap();
+        assert_eq!(held.detail["approval"]["id"], a["id"], "the request entry records the hold");
+        assert_eq!(held.detail["approval"]["state"], "pending");
     }
 }
 
