@@ -323,7 +323,9 @@ pub async fn hold(
         instance: audit.chain().to_owned(),
     };
     let announced = approval.clone();
-    audit.read(move |s| s.hold(&approval, &text)).await.map_err(|e| {
+    // A ticket's body is never forwarded from storage: its request brings it again.
+    let stored = (mode == HoldMode::Wait).then_some(text);
+    audit.read(move |s| s.hold(&approval, stored.as_deref())).await.map_err(|e| {
         tracing::error!(target: "airlock::approvals", error = %e, "cannot store a held request");
         store_down()
     })?;
@@ -444,8 +446,26 @@ fn note_decision(record: &mut RequestRecord, a: &Approval, state: &'static str) 
     }
 }
 
-/// Expire pending approvals past their deadline, whichever instance holds them (one whose
-/// holder died is expired here too), every [`POLL`] until `stop`.
+/// An approved hold not claimed this long after the decision has lost its gateway.
+const CLAIM_WINDOW: Duration = Duration::from_secs(60);
+
+/// At start, before serving: abandon what this instance held before it stopped (those calls
+/// died with it; a hold is never sent after a restart).
+pub async fn abandon_earlier(audit: &Audit) {
+    let (instance, now) = (audit.chain().to_owned(), now_ms());
+    match audit.read(move |s| s.abandon_instance(&instance, now)).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(target: "airlock::approvals", n, "holds from before the restart abandoned")
+        }
+        Err(e) => {
+            tracing::warn!(target: "airlock::approvals", error = %e, "cannot abandon earlier holds")
+        }
+    }
+}
+
+/// Every second until `stop`: expire pending approvals past their deadline and tickets past
+/// their window, and abandon approved holds nobody claimed — whichever instance held them.
 pub async fn sweep(audit: Audit, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
@@ -454,7 +474,8 @@ pub async fn sweep(audit: Audit, stop: impl std::future::Future<Output = ()>) {
             () = tokio::time::sleep(POLL * 4) => {}
         }
         let now = now_ms();
-        if let Err(e) = audit.read(move |s| s.expire_approvals(now)).await {
+        let window = CLAIM_WINDOW.as_millis() as i64;
+        if let Err(e) = audit.read(move |s| s.expire_approvals(now, window)).await {
             tracing::warn!(target: "airlock::approvals", error = %e, "cannot expire approvals");
         }
     }

@@ -274,6 +274,7 @@ pub async fn run(
         tokio::spawn(policy::follow_file(gateway.clone(), path, stop(rx.clone())));
     }
     if let Some(audit) = gateway.audit.clone() {
+        approvals::abandon_earlier(&audit).await;
         tokio::spawn(approvals::sweep(audit.clone(), stop(rx.clone())));
         tokio::spawn(revoke::follow_store(
             audit,

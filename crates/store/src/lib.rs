@@ -459,8 +459,9 @@ impl Store {
             .collect()
     }
 
-    /// Store a held request with the exact body that would be forwarded.
-    pub fn hold(&mut self, a: &Approval, body: &str) -> Result<(), StoreError> {
+    /// Store a held request, with the exact body that would be forwarded when it will be
+    /// forwarded from storage (wait mode; a ticket's request brings its body again).
+    pub fn hold(&mut self, a: &Approval, body: Option<&str>) -> Result<(), StoreError> {
         let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_default();
         self.sql.exec(
             sql::INSERT_APPROVAL,
@@ -483,7 +484,7 @@ impl Store {
                 Param::text(a.reason.as_deref()),
                 a.decided_ms.map_or(Param::NullInt, Param::Int),
                 Param::Text(a.instance.clone()),
-                Param::Text(body.to_owned()),
+                Param::text(body),
             ],
         )?;
         Ok(())
@@ -551,9 +552,26 @@ impl Store {
         Ok(self.sql.exec(sql::FINISH_APPROVAL, &params)? == 1)
     }
 
-    /// Expire every pending approval past its deadline (whoever holds it); how many.
-    pub fn expire_approvals(&mut self, now_ms: i64) -> Result<u64, StoreError> {
-        self.sql.exec(sql::EXPIRE_APPROVALS, &[Param::Int(now_ms)])
+    /// Expire every pending approval past its deadline (whoever holds it) and every approved
+    /// ticket past its window, and abandon approved holds nobody claimed within
+    /// `claim_window_ms` of the decision (their gateway is gone); how many changed.
+    pub fn expire_approvals(
+        &mut self,
+        now_ms: i64,
+        claim_window_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let now = Param::Int(now_ms);
+        self.transaction(|s| {
+            Ok(s.sql.exec(sql::EXPIRE_APPROVALS, std::slice::from_ref(&now))?
+                + s.sql.exec(sql::EXPIRE_TICKETS, std::slice::from_ref(&now))?
+                + s.sql.exec(sql::ABANDON_UNCLAIMED, &[Param::Int(now_ms - claim_window_ms)])?)
+        })
+    }
+
+    /// At start: the holds `instance` had before it stopped are abandoned (never sent).
+    pub fn abandon_instance(&mut self, instance: &str, now_ms: i64) -> Result<u64, StoreError> {
+        self.sql
+            .exec(sql::ABANDON_INSTANCE, &[Param::Int(now_ms), Param::Text(instance.to_owned())])
     }
 
     /// The body of an approved request, handed out once: the approval moves to `forwarded`

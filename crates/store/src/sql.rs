@@ -163,6 +163,16 @@ pub const FINISH_APPROVAL: &str = "UPDATE approvals SET state = $1, body = NULL,
      decided_ms = COALESCE(decided_ms, $2) WHERE id = $3 AND state = $4";
 pub const EXPIRE_APPROVALS: &str = "UPDATE approvals SET state = 'expired', body = NULL, \
      decided_ms = $1 WHERE state = 'pending' AND expires_ms <= $1";
+/// Approved tickets past their window.
+pub const EXPIRE_TICKETS: &str = "UPDATE approvals SET state = 'expired', body = NULL \
+     WHERE state = 'approved' AND mode = 'ticket' AND decided_ms + (expires_ms - created_ms) <= $1";
+/// Approved holds nobody claimed by `$1` (their gateway is gone): never sent.
+pub const ABANDON_UNCLAIMED: &str = "UPDATE approvals SET state = 'abandoned', body = NULL \
+     WHERE state IN ('approved', 'forwarding') AND mode = 'wait' AND decided_ms <= $1";
+/// Holds of a gateway that restarted: their clients' calls died with it.
+pub const ABANDON_INSTANCE: &str = "UPDATE approvals SET state = 'abandoned', body = NULL, \
+     decided_ms = COALESCE(decided_ms, $1) WHERE instance = $2 AND mode = 'wait' \
+     AND state IN ('pending', 'approved', 'forwarding')";
 pub const CLAIM_APPROVAL: &str =
     "UPDATE approvals SET state = 'forwarding' WHERE id = $1 AND state = 'approved'";
 pub const APPROVAL_BODY: &str = "SELECT body FROM approvals WHERE id = $1";

@@ -342,7 +342,7 @@ fn approvals_decide_once_and_release_the_body_once() {
         let mut store = Store::open(&url).unwrap();
         let body = r#"{"model":"claude-x","messages":[]}"#;
         let a = held("a1", "wait", 1_000);
-        store.hold(&a, body).unwrap();
+        store.hold(&a, Some(body)).unwrap();
         assert_eq!(store.approval("a1").unwrap().unwrap(), a);
         assert!(store.decide("a1", true, "bob", Some("ok"), 1_100).unwrap());
         assert!(!store.decide("a1", false, "carol", None, 1_101).unwrap(), "second decision");
@@ -353,16 +353,16 @@ fn approvals_decide_once_and_release_the_body_once() {
         assert_eq!(store.approval("a1").unwrap().unwrap().state, "forwarded");
 
         // Denied: the body is gone at once.
-        store.hold(&held("a2", "wait", 1_000), body).unwrap();
+        store.hold(&held("a2", "wait", 1_000), Some(body)).unwrap();
         assert!(store.decide("a2", false, "bob", Some("no"), 1_100).unwrap());
         assert_eq!(store.claim_approved_body("a2", 1_200).unwrap(), None);
         // Expired: not decidable after its deadline; the sweep expires it.
-        store.hold(&held("a3", "wait", 1_000), body).unwrap();
+        store.hold(&held("a3", "wait", 1_000), Some(body)).unwrap();
         assert!(!store.decide("a3", true, "bob", None, 2_000).unwrap(), "decided after expiry");
-        assert_eq!(store.expire_approvals(2_000).unwrap(), 1);
+        assert_eq!(store.expire_approvals(2_000, 60_000).unwrap(), 1);
         assert_eq!(store.approval("a3").unwrap().unwrap().state, "expired");
         // Abandoned by its client.
-        store.hold(&held("a4", "wait", 1_000), body).unwrap();
+        store.hold(&held("a4", "wait", 1_000), Some(body)).unwrap();
         assert!(store.finish_approval("a4", "pending", "abandoned", 1_050).unwrap());
         assert!(!store.decide("a4", true, "bob", None, 1_100).unwrap());
         // Only the two undecided-then-forwarded/denied states hold no body.
@@ -371,7 +371,7 @@ fn approvals_decide_once_and_release_the_body_once() {
         assert_eq!(with_body, 0, "no approval keeps its body once it cannot be forwarded");
 
         // Tickets: found while pending, and approved inside the window, then redeemed once.
-        store.hold(&held("t1", "ticket", 1_000), body).unwrap();
+        store.hold(&held("t1", "ticket", 1_000), None).unwrap();
         let find = |s: &mut Store, now| s.find_ticket("alice", "hash-t1", "codename-review", now);
         assert_eq!(find(&mut store, 1_010).unwrap(), Some(("t1".into(), "pending".into())));
         assert_eq!(
@@ -389,5 +389,16 @@ fn approvals_decide_once_and_release_the_body_once() {
         assert_eq!(find(&mut store, 2_100).unwrap(), None, "redeemed once");
         assert_eq!(store.approvals(Some("pending"), 10).unwrap().len(), 0);
         assert_eq!(store.approvals(None, 10).unwrap().len(), 5);
+
+        // Approved but never claimed (the holder is gone): abandoned after the claim window.
+        store.hold(&held("a5", "wait", 10_000), Some(body)).unwrap();
+        assert!(store.decide("a5", true, "bob", None, 10_100).unwrap());
+        assert_eq!(store.expire_approvals(10_200, 1_000).unwrap(), 0);
+        assert_eq!(store.expire_approvals(11_200, 1_000).unwrap(), 1);
+        assert_eq!(store.claim_approved_body("a5", 11_300).unwrap(), None);
+        // A restarted instance abandons what it held.
+        store.hold(&held("a6", "wait", 20_000), Some(body)).unwrap();
+        assert_eq!(store.abandon_instance("a", 20_100).unwrap(), 1);
+        assert_eq!(store.approval("a6").unwrap().unwrap().state, "abandoned");
     }
 }

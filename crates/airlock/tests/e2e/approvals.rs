@@ -465,3 +465,63 @@ async fn a_standing_grant_passes_its_identity_until_revoked() {
     assert!(again.await.is_err(), "alice is held again once the grant is revoked");
     assert_eq!(h.mock.received().len(), 2);
 }
+
+/// H-07 (restart): holds a gateway had when it stopped (as a crash leaves them: pending, and
+/// approved but not yet claimed) are abandoned when it starts again — never sent.
+#[tokio::test]
+async fn holds_from_before_a_restart_are_never_sent() {
+    let dir = std::env::temp_dir().join(format!("airlock-e2e-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("airlock.db");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    // What the previous run of instance `gw-r` left in the store.
+    {
+        let mut store =
+            airlock_store::Store::open(&airlock_config::StoreUrl::Sqlite(db.clone())).unwrap();
+        let now = airlock_store::now_ms();
+        for (id, approved) in
+            [("apr_000000000000000000000001", false), ("apr_000000000000000000000002", true)]
+        {
+            let a = airlock_store::Approval {
+                id: id.into(),
+                request_id: "req_before".into(),
+                created_ms: now,
+                expires_ms: now + 600_000,
+                subject: "alice".into(),
+                groups: vec!["eng".into()],
+                rule: "codename-review".into(),
+                approvers: vec!["security".into()],
+                model: None,
+                stream: false,
+                mode: "wait".into(),
+                body_hash: "0".repeat(64),
+                view: "{}".into(),
+                state: "pending".into(),
+                decided_by: None,
+                reason: None,
+                decided_ms: None,
+                instance: "gw-r".into(),
+            };
+            store.hold(&a, Some("{\"model\":\"x\"}")).unwrap();
+            if approved {
+                assert!(store.decide(id, true, "bob", None, now).unwrap());
+            }
+        }
+    }
+    let h = Harness::start_with(&format!(
+        "policy: {}\nstore: sqlite://{}\naudit:\n  instance: gw-r\n",
+        policy.display(),
+        db.display()
+    ))
+    .await;
+    let bob = token(&h, "bob", &["security"]);
+    let (_, v) = api(&h, &bob, Method::GET, "/admin/approvals?state=abandoned", "").await;
+    assert_eq!(v["approvals"].as_array().map(Vec::len), Some(2), "{v}");
+    let path = "/admin/approvals/apr_000000000000000000000001/approve";
+    assert_eq!(api(&h, &bob, Method::POST, path, "{}").await.0, 409);
+    let n = h.store().execute("UPDATE approvals SET view = view WHERE body IS NOT NULL", &[]);
+    assert_eq!(n.unwrap(), 0, "their bodies are gone");
+    assert!(h.mock.received().is_empty());
+}
