@@ -49,16 +49,8 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> R
         // A plain call stays open until the decision (the request timeout counts again from
         // the approval).
         let HeldCall { mut held, forward: fwd } = *call;
-        outcome = match crate::approvals::wait(&gw, &mut held, &mut record).await {
-            Ok(body) => {
-                let f = forward(&gw, fwd, body, &mut record);
-                match tokio::time::timeout(gw.limits.request_timeout, f).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(request_timeout(&record)),
-                }
-            }
-            Err(rejection) => Err(rejection),
-        };
+        let decided = crate::approvals::wait(&gw, &mut held, &mut record).await;
+        outcome = forward_decided(&gw, fwd, decided, &mut record).await;
     }
     // `warn` rules that matched: the client hears of them in a header, nothing is blocked.
     let warnings: Vec<String> =
@@ -159,16 +151,7 @@ fn held_stream(gw: Arc<Gateway>, call: HeldCall, mut record: RequestRecord) -> R
             }
         };
         let Some(decided) = decided else { return };
-        let outcome = match decided {
-            Ok(body) => {
-                let f = forward(&gw, fwd, body, &mut record);
-                match tokio::time::timeout(gw.limits.request_timeout, f).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(request_timeout(&record)),
-                }
-            }
-            Err(rejection) => Err(rejection),
-        };
+        let outcome = forward_decided(&gw, fwd, decided, &mut record).await;
         let id = record.data.request_id.clone();
         let last = match outcome {
             Ok(Relay::Stream(parts)) => {
@@ -486,6 +469,21 @@ async fn run(
         return Ok(Relay::Held(Box::new(HeldCall { held: *held, forward: fwd })));
     }
     forward(gw, fwd, body, record).await
+}
+
+/// A held request once decided: approved, its body is forwarded within the request timeout
+/// (counted from the approval); otherwise the decision's rejection.
+async fn forward_decided(
+    gw: &Gateway,
+    fwd: Forward,
+    decided: Result<Bytes, Rejection>,
+    record: &mut RequestRecord,
+) -> Result<Relay, Rejection> {
+    let body = decided?;
+    match tokio::time::timeout(gw.limits.request_timeout, forward(gw, fwd, body, record)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(request_timeout(record)),
+    }
 }
 
 /// A reviewer's view of a held request is cut at this size.

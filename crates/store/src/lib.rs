@@ -649,7 +649,8 @@ impl Store {
         rows.first().map(|r| r[0].text()).transpose()
     }
 
-    /// Grants still in force at `now_ms` (all, revoked and expired too, when `all`).
+    /// Grants still in force at `now_ms` (all, revoked and expired too, when `all`), newest
+    /// first, at most 1000.
     pub fn grants(&mut self, now_ms: i64, all: bool) -> Result<Vec<Grant>, StoreError> {
         let sql = format!(
             "SELECT {} FROM approval_grants WHERE $1 = 1 OR (until_ms > $2 AND revoked_ms IS NULL) \
@@ -657,22 +658,13 @@ impl Store {
             sql::GRANT_COLUMNS
         );
         let rows = self.sql.query(&sql, &[Param::Int(i64::from(all)), Param::Int(now_ms)])?;
-        rows.iter()
-            .map(|r| {
-                Ok(Grant {
-                    id: r[0].text()?,
-                    subject: r[1].text()?,
-                    rule: r[2].text()?,
-                    approvers: serde_json::from_str(&r[3].text()?).unwrap_or_default(),
-                    approval_id: r[4].text()?,
-                    granted_by: r[5].text()?,
-                    created_ms: r[6].int()?,
-                    until_ms: r[7].int()?,
-                    revoked_by: r[8].opt_text()?,
-                    revoked_ms: r[9].opt_int()?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| grant(r)).collect()
+    }
+
+    pub fn grant(&mut self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let sql = format!("SELECT {} FROM approval_grants WHERE id = $1", sql::GRANT_COLUMNS);
+        let rows = self.sql.query(&sql, &[Param::Text(id.to_owned())])?;
+        rows.first().map(|r| grant(r)).transpose()
     }
 
     /// Revoke a grant; `false` if there is none by that id still unrevoked.
@@ -685,6 +677,21 @@ impl Store {
     pub fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, StoreError> {
         self.sql.exec(sql, params)
     }
+}
+
+fn grant(r: &[Value]) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        id: r[0].text()?,
+        subject: r[1].text()?,
+        rule: r[2].text()?,
+        approvers: serde_json::from_str(&r[3].text()?).unwrap_or_default(),
+        approval_id: r[4].text()?,
+        granted_by: r[5].text()?,
+        created_ms: r[6].int()?,
+        until_ms: r[7].int()?,
+        revoked_by: r[8].opt_text()?,
+        revoked_ms: r[9].opt_int()?,
+    })
 }
 
 fn approval(r: &[Value]) -> Result<Approval, StoreError> {
