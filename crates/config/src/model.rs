@@ -17,6 +17,9 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub store: StoreUrl,
     pub redis: Option<String>,
+    /// `redis_on_failure: fail_open`: admit requests whose limits cannot be checked (default:
+    /// refuse them).
+    pub redis_fail_open: bool,
     /// The policy file; `None` means the bundled example policy.
     pub policy: Option<PathBuf>,
     /// The key redaction placeholders and pseudonyms derive from; `None`: `masking.key` in
@@ -255,12 +258,25 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
         .unwrap_or_else(|| StoreUrl::Sqlite(PathBuf::from("airlock-data/airlock.db")));
     let redis = m.field("redis", w, |f, w| {
         let s = f.non_empty_string(w)?;
-        if !(s.starts_with("redis://") || s.starts_with("rediss://")) {
-            w.error(f.span(), f.path(), "expected a redis:// or rediss:// URL");
+        if !s.starts_with("redis://") {
+            w.error(f.span(), f.path(), "expected a redis:// URL (TLS to Redis is not supported: keep it on a private network)");
             return None;
         }
         Some(s)
     });
+    let redis_fail_open = m
+        .field("redis_on_failure", w, |f, w| {
+            let s = f.string(w)?;
+            match s.as_str() {
+                "fail_closed" => Some(false),
+                "fail_open" => Some(true),
+                _ => {
+                    w.error(f.span(), f.path(), "expected fail_closed or fail_open");
+                    None
+                }
+            }
+        })
+        .unwrap_or(false);
     let policy = m.field("policy", w, |f, w| f.non_empty_string(w).map(PathBuf::from));
     let masking_key_file =
         m.field("masking_key_file", w, |f, w| f.non_empty_string(w).map(PathBuf::from));
@@ -324,6 +340,7 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
         upstream,
         store,
         redis,
+        redis_fail_open,
         policy,
         masking_key_file,
         session,

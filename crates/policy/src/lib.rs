@@ -23,6 +23,7 @@ mod cases;
 mod eval;
 mod gitleaks;
 mod glob;
+pub mod limits;
 mod load;
 pub mod parts;
 mod rego;
@@ -63,6 +64,8 @@ pub struct Policy {
     /// `mask_response` (and pseudonym restore), if any.
     mask: Option<Arc<Pack>>,
     rules: Vec<Rule>,
+    /// `limits:` (counted by the gateway).
+    limits: Vec<limits::Limit>,
     /// Findings of the detection pack per text block, for this version only.
     cache: cache::FindingsCache,
     /// The optional Rego layer.

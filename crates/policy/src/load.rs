@@ -202,6 +202,16 @@ fn walk(m: &mut Map<'_>, w: &mut Walker, read: Reader<'_>) -> Option<Policy> {
         .unwrap_or(OnDisallowedTool::Strip);
     let raw_rules =
         m.field("rules", w, |f, w| f.each(w, |f, w| rule(f, w, &catalogue))).unwrap_or_default();
+    let limits = m.field("limits", w, |f, w| f.each(w, crate::limits::limit)).unwrap_or_default();
+    for (i, l) in limits.iter().enumerate() {
+        if limits[..i].iter().any(|o| o.id == l.id) {
+            w.error(
+                &marked_yaml::Span::new_blank(),
+                "limits",
+                format!("limit id `{}` is used twice", l.id),
+            );
+        }
+    }
     let mut ids: Vec<&str> = Vec::new();
     for (r, span) in &raw_rules {
         if ids.contains(&r.id.as_str()) {
@@ -260,6 +270,7 @@ fn walk(m: &mut Map<'_>, w: &mut Walker, read: Reader<'_>) -> Option<Policy> {
         redact: redact_flags,
         mask,
         rules,
+        limits,
         cache: Default::default(),
         rego,
         warnings,

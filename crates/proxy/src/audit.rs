@@ -371,6 +371,7 @@ pub fn draft(kind: Kind, data: &RecordData) -> Draft {
             "clamped_max_tokens": data.clamped.map(|(from, to)| json!({"from": from, "to": to})),
             "stripped_tools": data.stripped_tools,
         },
+        "limited_by": data.limited_by,
         "approval": data.approval.as_ref().map(|a| json!({
             "id": a.id,
             "rule": a.rule,

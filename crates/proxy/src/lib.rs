@@ -14,9 +14,11 @@ pub mod edge;
 pub mod fetch;
 pub mod headers;
 pub mod idp;
+pub mod limits;
 pub mod pipeline;
 pub mod policy;
 pub mod record;
+pub mod redis;
 pub mod reject;
 pub mod revoke;
 pub mod route;
@@ -115,6 +117,8 @@ pub struct Gateway {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Held requests waiting on this instance.
     pub approvals: approvals::Approvals,
+    /// The policy's limits, counted in process or in Redis.
+    pub limiter: Arc<limits::Limiter>,
     upstream_key: Secret,
 }
 
@@ -207,6 +211,11 @@ impl Gateway {
                 config.limits.max_concurrent_requests as usize,
             )),
             approvals: approvals::Approvals::new(&config.approvals)?,
+            limiter: Arc::new(match &config.redis {
+                Some(url) => limits::Limiter::redis(url, config.redis_fail_open)
+                    .map_err(|e| UpstreamSetupError::Redis(e.to_string()))?,
+                None => limits::Limiter::local(),
+            }),
             upstream_key,
         })
     }

@@ -304,6 +304,8 @@ struct HeldCall {
 
 /// Everything forwarding needs besides the body.
 struct Forward {
+    /// The policy's limits that apply to this caller.
+    limits: Vec<airlock_policy::limits::Applied>,
     method: http::Method,
     route: Route,
     query: Option<String>,
@@ -344,15 +346,14 @@ async fn run(
     match Arc::clone(&gw.in_flight).try_acquire_owned() {
         Ok(permit) => record.hold(permit),
         Err(_) => {
-            let mut r = Rejection::new(
+            return Err(Rejection::new(
                 airlock_wire::ErrorType::Overloaded,
                 "the gateway is at its limit of requests in flight; retry shortly",
                 crate::reject::Fault::Internal,
                 "too_many_requests_in_flight",
             )
-            .with_status(StatusCode::SERVICE_UNAVAILABLE);
-            r.retry_after = Some(HeaderValue::from_static("1"));
-            return Err(r);
+            .with_status(StatusCode::SERVICE_UNAVAILABLE)
+            .with_retry_after(1));
         }
     }
     // Shed load before doing work when the audit writer is far behind.
@@ -459,6 +460,7 @@ async fn run(
     // held request's entry is written now, and records the hold.
     record.open_audit().await?;
     let fwd = Forward {
+        limits: policy.limits_for(identity.subject(), identity.groups()),
         method: parts.method,
         route,
         query: parts.uri.query().map(str::to_owned),
@@ -496,6 +498,19 @@ async fn forward(
     body: Bytes,
     record: &mut RequestRecord,
 ) -> Result<Relay, Rejection> {
+    // The policy's limits: admitted, or refused before anything is sent.
+    if !fwd.limits.is_empty() {
+        let now = airlock_store::now_ms();
+        let id = record.data.request_id.clone();
+        match gw.limiter.admit(&fwd.limits, record.data.stream, &id, now).await? {
+            crate::limits::Decision::Admitted(Some(a)) => record.hold_admission(a),
+            crate::limits::Decision::Admitted(None) => {}
+            crate::limits::Decision::Refused(r) => {
+                record.data.limited_by = Some(format!("{}:{}", r.limit_id, r.what.as_str()));
+                return Err(r.rejection(now));
+            }
+        }
+    }
     let sent = std::time::Instant::now();
     let (response, attempts) =
         gw.upstream.send(fwd.method, &fwd.route, fwd.query.as_deref(), &fwd.headers, body).await?;

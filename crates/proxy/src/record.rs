@@ -111,6 +111,8 @@ pub struct RecordData {
     pub response_body: Option<serde_json::Value>,
     /// The approval this request was held for, if any.
     pub approval: Option<ApprovalNote>,
+    /// The limit that refused it (`id:what`), if one did.
+    pub limited_by: Option<String>,
 }
 
 /// A rule that matched, as recorded.
@@ -175,6 +177,8 @@ pub struct RequestRecord {
     /// The connection's write-stall flag: a request cut because its client stopped reading
     /// is recorded as `client_stalled`, not `client_aborted`.
     stalled: Option<crate::edge::Stalled>,
+    /// Leases and token windows to settle when the request ends.
+    admission: Option<crate::limits::Admission>,
 }
 
 impl std::fmt::Debug for RequestRecord {
@@ -226,6 +230,7 @@ impl RequestRecord {
                 request_body: None,
                 response_body: None,
                 approval: None,
+                limited_by: None,
             },
             started: Instant::now(),
             sink,
@@ -234,7 +239,13 @@ impl RequestRecord {
             closed: false,
             permit: None,
             stalled: None,
+            admission: None,
         }
+    }
+
+    /// Keep the request's limit admission until it ends (then its usage is counted).
+    pub fn hold_admission(&mut self, admission: crate::limits::Admission) {
+        self.admission = Some(admission);
     }
 
     /// Watch the connection this request came on for a write stall.
@@ -289,6 +300,9 @@ impl Drop for RequestRecord {
             && self.stalled.as_ref().is_some_and(crate::edge::Stalled::is_set)
         {
             self.data.reason = "client_stalled";
+        }
+        if let Some(a) = self.admission.take() {
+            a.finish(self.data.input_tokens.unwrap_or(0), self.data.output_tokens.unwrap_or(0));
         }
         // The audit entry is queued before observers hear of the request, so an observer
         // that then syncs the writer finds the entry committed.

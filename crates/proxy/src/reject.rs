@@ -9,7 +9,7 @@
 
 use crate::body::{ProxyBody, full};
 use airlock_wire::ErrorType;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
 
 /// Who caused the outcome: decides logging level and whether a retry can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,8 @@ pub struct Rejection {
     pub reason: &'static str,
     /// `x-should-retry: false` for outcomes a retry cannot fix (Claude Code's contract).
     pub no_retry: bool,
-    pub retry_after: Option<HeaderValue>,
+    /// More headers for the answer (`retry-after`, a limit's `airlock-ratelimit-*`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub allow: Option<Method>,
     /// Close the connection after answering: the request's framing cannot be trusted, so
     /// nothing more is read from this connection (no desync, no smuggled second request).
@@ -51,10 +52,15 @@ impl Rejection {
             fault,
             reason,
             no_retry: false,
-            retry_after: None,
+            headers: Vec::new(),
             allow: None,
             close: false,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Rejection {
+        self.headers.push((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        self
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Rejection {
@@ -166,8 +172,8 @@ impl Rejection {
         if self.no_retry {
             headers.insert("x-should-retry", HeaderValue::from_static("false"));
         }
-        if let Some(v) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, v);
+        for (name, v) in self.headers {
+            headers.insert(name, v);
         }
         if let Some(v) = self.allow.and_then(|m| HeaderValue::from_str(m.as_str()).ok()) {
             headers.insert(header::ALLOW, v);

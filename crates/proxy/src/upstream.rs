@@ -24,6 +24,8 @@ pub enum UpstreamSetupError {
     Roots(std::io::Error),
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("{0}")]
+    Redis(String),
 }
 
 pub struct Upstream {

@@ -15,6 +15,7 @@ mod identity;
 mod idp;
 mod input;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod policy;
 mod proxying;
