@@ -80,6 +80,16 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// One screen: version, policy, store, Redis, pending approvals, request rate (through
+    /// the admin API, as an admin: AIRLOCK_ADMIN_TOKEN or the signed-in session).
+    Status {
+        /// The gateway's admin base URL, e.g. http://127.0.0.1:8081
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        admin: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Review held requests: list, show, approve, deny (through the admin API).
     /// Authenticates with AIRLOCK_ADMIN_TOKEN, or else the signed-in session.
     Approvals {
@@ -142,6 +152,15 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Approvals { command } => approvals_cmd::run(command, &caller().await?).await,
+            Command::Status { admin, json } => {
+                let text = login::admin_get(&admin, "/admin/status", &caller().await?).await?;
+                if json {
+                    println!("{text}");
+                } else {
+                    print!("{}", status_screen(&serde_json::from_str(&text)?));
+                }
+                Ok(())
+            }
             Command::Token { command: Some(TokenCommand::Revoke { admin, token_id, subject }) } => {
                 let operator = caller().await?;
                 let body = match (token_id, subject) {
@@ -182,6 +201,54 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `airlock status` for a person at a terminal.
+fn status_screen(s: &serde_json::Value) -> String {
+    let or = |v: &serde_json::Value, d: &str| match v {
+        serde_json::Value::Null => d.to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let store = if s["store"].is_null() {
+        "none".to_owned()
+    } else {
+        format!(
+            "{} (chain {}, queue {})",
+            if s["store"]["healthy"] == true { "healthy" } else { "FAILING" },
+            or(&s["store"]["chain"], "?"),
+            or(&s["store"]["queue_depth"], "?")
+        )
+    };
+    let redis = match &s["redis"] {
+        serde_json::Value::Null => "not used (limits in process)".to_owned(),
+        r if r["up"] == true => "up".to_owned(),
+        _ => "DOWN".to_owned(),
+    };
+    let reload = match &s["policy"]["last_reload_error"] {
+        serde_json::Value::Null => String::new(),
+        e => format!(
+            "
+  last reload REFUSED: {}",
+            or(e, "")
+        ),
+    };
+    format!(
+        "airlock {} — {}
+policy    {} ({}){reload}
+store     {store}
+redis     {redis}
+approvals {} pending
+requests  {} in flight, {} in the last minute
+",
+        or(&s["version"], "?"),
+        if s["ready"] == true { "ready" } else { "NOT READY" },
+        or(&s["policy"]["version"], "?"),
+        or(&s["policy"]["source"], "?"),
+        or(&s["approvals"]["pending"], "?"),
+        or(&s["requests"]["in_flight"], "?"),
+        or(&s["requests"]["last_minute"], "?"),
+    )
 }
 
 /// The admin API caller's token: AIRLOCK_ADMIN_TOKEN, else the signed-in session.

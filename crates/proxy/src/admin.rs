@@ -83,8 +83,8 @@ impl Handler for Admin {
                 }
             }
             (&Method::GET, "/metrics") => {
-                // The first metrics (policy state); issue 6 grows this endpoint.
-                let st = self.gateway.policy.status();
+                let gw = &self.gateway;
+                let st = gw.policy.status();
                 let body = format!(
                     "# HELP airlock_policy_info The policy version in force.\n\
                      # TYPE airlock_policy_info gauge\n\
@@ -110,7 +110,8 @@ impl Handler for Admin {
                         a.queue_depth()
                     ),
                     None => String::new(),
-                };
+                } + &gw.metrics.render()
+                    + &self.gauges().await;
                 let mut r = Response::new(full(Bytes::from(body)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -173,6 +174,7 @@ impl Admin {
         let operator = self.operator(&parts.headers, record)?;
         let now = (gw.clock)();
         match (&parts.method, parts.uri.path()) {
+            (&Method::GET, "/admin/status") => Ok(("admin_status", self.status().await)),
             (&Method::GET, "/admin/policy") => {
                 let s = gw.policy.status();
                 let p = gw.policy.current();
@@ -338,6 +340,73 @@ impl Admin {
             }
             (_, path) => Err(Rejection::not_found(path)),
         }
+    }
+
+    /// One screen's worth for `airlock status`.
+    async fn status(&self) -> Value {
+        let gw = &self.gateway;
+        let st = gw.policy.status();
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        };
+        let (store, pending) = match &gw.audit {
+            Some(a) => {
+                let pending = a.read(|s| s.count_approvals("pending")).await.ok();
+                (
+                    json!({"healthy": a.healthy(), "queue_depth": a.queue_depth(), "chain": a.chain()}),
+                    pending,
+                )
+            }
+            None => (Value::Null, None),
+        };
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "ready": self.ready.load(Ordering::Acquire),
+            "policy": {
+                "version": st.version,
+                "source": st.source,
+                "loaded_at": secs(st.loaded_at),
+                "last_reload_error": st.last_error,
+            },
+            "store": store,
+            "redis": gw.limiter.healthy().await.map(|up| json!({"up": up})),
+            "approvals": {"pending": pending},
+            "requests": {
+                "in_flight": gw.limits.max_concurrent_requests as usize - gw.in_flight.available_permits(),
+                "last_minute": gw.metrics.requests_last_minute(),
+            },
+        })
+    }
+
+    /// Gauges read at scrape time: requests in flight, held requests pending in the store,
+    /// and whether Redis (when limits use it) answers.
+    async fn gauges(&self) -> String {
+        let gw = &self.gateway;
+        let in_flight =
+            gw.limits.max_concurrent_requests as usize - gw.in_flight.available_permits();
+        let mut out = format!(
+            "# HELP airlock_requests_in_flight Requests (and open streams) in flight.\n\
+             # TYPE airlock_requests_in_flight gauge\n\
+             airlock_requests_in_flight {in_flight}\n"
+        );
+        if let Some(audit) = &gw.audit
+            && let Ok(n) = audit.read(|s| s.count_approvals("pending")).await
+        {
+            out += &format!(
+                "# HELP airlock_approvals_pending Held requests waiting for a reviewer (every instance).\n\
+                 # TYPE airlock_approvals_pending gauge\n\
+                 airlock_approvals_pending {n}\n"
+            );
+        }
+        if let Some(ok) = gw.limiter.healthy().await {
+            out += &format!(
+                "# HELP airlock_redis_up 1 while Redis (the shared limit counters) answers.\n\
+                 # TYPE airlock_redis_up gauge\n\
+                 airlock_redis_up {}\n",
+                u8::from(ok)
+            );
+        }
+        out
     }
 
     /// Anyone with a valid session token (named in the call's record).

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod headers;
 pub mod idp;
 pub mod limits;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod record;
@@ -102,6 +103,8 @@ pub struct Gateway {
     pub upstream_idle_timeout: Duration,
     pub clock: Clock,
     pub sink: Arc<dyn RecordSink>,
+    /// Every record also reaches these (the sink above includes them).
+    pub metrics: Arc<metrics::Metrics>,
     /// The audit log; `None` only in tests that do not exercise it.
     pub audit: Option<audit::Audit>,
     pub request_ids: RequestIds,
@@ -189,6 +192,8 @@ impl Gateway {
         sink: Arc<dyn RecordSink>,
     ) -> Result<Gateway, UpstreamSetupError> {
         let fetcher = Arc::new(fetch::Fetcher::new(IDP_FETCH_DEADLINE)?);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let sink: Arc<dyn RecordSink> = Arc::new(metrics::Tee(metrics.clone(), sink));
         Ok(Gateway {
             keys,
             issuers: Arc::new(idp::Issuers::new(&config.oidc, fetcher)),
@@ -201,6 +206,7 @@ impl Gateway {
             upstream_idle_timeout: config.upstream.idle_timeout,
             clock,
             sink,
+            metrics,
             audit: None,
             request_ids: RequestIds::new(),
             policy: Arc::new(PolicyCell::new(Policy::bundled())),

@@ -458,7 +458,11 @@ async fn run(
 
     // Nothing leaves unrecorded: the request's audit entry commits first (fail closed); a
     // held request's entry is written now, and records the hold.
+    let started = std::time::Instant::now();
     record.open_audit().await?;
+    if gw.audit.is_some() {
+        gw.metrics.audit_append(started.elapsed());
+    }
     let fwd = Forward {
         limits: policy.limits_for(identity.subject(), identity.groups()),
         method: parts.method,

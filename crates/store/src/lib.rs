@@ -510,6 +510,15 @@ impl Store {
         self.sql.query(&sql, &params)?.iter().map(|r| approval(r)).collect()
     }
 
+    /// How many approvals are in `state`.
+    pub fn count_approvals(&mut self, state: &str) -> Result<u64, StoreError> {
+        let rows = self.sql.query(
+            "SELECT COUNT(*) FROM approvals WHERE state = $1",
+            &[Param::Text(state.to_owned())],
+        )?;
+        Ok(rows.first().map(|r| r[0].int()).transpose()?.unwrap_or(0) as u64)
+    }
+
     /// Approve or deny a pending approval before it expires. `false`: it was not pending (or
     /// had expired) — someone else decided first, and nothing changed.
     pub fn decide(

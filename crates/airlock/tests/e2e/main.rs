@@ -16,6 +16,8 @@ mod idp;
 mod input;
 mod lifecycle;
 mod limits;
+mod logs;
+mod metrics;
 mod openapi;
 mod policy;
 mod proxying;

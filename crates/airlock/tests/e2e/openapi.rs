@@ -162,7 +162,7 @@ async fn every_documented_operation_answers_as_documented() {
             called += 1;
         }
     }
-    assert_eq!(called, 17, "every documented operation was called");
+    assert_eq!(called, 18, "every documented operation was called");
     // An error answer matches the documented envelope.
     let (code, bytes) =
         call(Method::POST, format!("/admin/approvals/{}/deny", ids[2]), Some(admin), "{}".into())
