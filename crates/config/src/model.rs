@@ -30,7 +30,22 @@ pub struct Config {
     pub admin_groups: Vec<String>,
     pub audit: AuditConfig,
     pub approvals: ApprovalsConfig,
+    pub telemetry: TelemetryConfig,
     pub limits: Limits,
+}
+
+/// Trace export (`telemetry:`).
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP traces URL (`http://collector:4318/v1/traces`); `None`: no export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { otlp_endpoint: None, service_name: "airlock".into() }
+    }
 }
 
 /// Notifications for held requests (`approvals:`).
@@ -319,6 +334,17 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
             Some(r)
         })
         .unwrap_or_default();
+    let telemetry = m
+        .field("telemetry", w, |f, w| {
+            let mut t = f.mapping(w)?;
+            let otlp_endpoint = t.field("otlp_endpoint", w, https_or_loopback);
+            let service_name = t
+                .field("service_name", w, |f, w| f.non_empty_string(w))
+                .unwrap_or_else(|| "airlock".into());
+            t.finish(w);
+            Some(TelemetryConfig { otlp_endpoint, service_name })
+        })
+        .unwrap_or_default();
     let limits = m
         .field("limits", w, |f, w| {
             let mut l = f.mapping(w)?;
@@ -348,6 +374,7 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
         admin_groups,
         audit,
         approvals,
+        telemetry,
         limits,
     }
 }

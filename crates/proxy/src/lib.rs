@@ -23,6 +23,7 @@ pub mod redis;
 pub mod reject;
 pub mod revoke;
 pub mod route;
+pub mod trace;
 pub mod upstream;
 
 use airlock_authn::SessionKeys;
@@ -193,7 +194,13 @@ impl Gateway {
     ) -> Result<Gateway, UpstreamSetupError> {
         let fetcher = Arc::new(fetch::Fetcher::new(IDP_FETCH_DEADLINE)?);
         let metrics = Arc::new(metrics::Metrics::new());
-        let sink: Arc<dyn RecordSink> = Arc::new(metrics::Tee(metrics.clone(), sink));
+        let mut sinks: Vec<Arc<dyn RecordSink>> = vec![metrics.clone()];
+        if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+            let service = config.telemetry.service_name.clone();
+            sinks.push(Arc::new(trace::Exporter::start(endpoint.clone(), service)?));
+        }
+        sinks.push(sink);
+        let sink: Arc<dyn RecordSink> = Arc::new(metrics::Fanout(sinks));
         Ok(Gateway {
             keys,
             issuers: Arc::new(idp::Issuers::new(&config.oidc, fetcher)),

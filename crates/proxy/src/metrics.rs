@@ -343,19 +343,21 @@ impl RecordSink for Metrics {
     }
 }
 
-/// Both sinks: the metrics, then the configured one (logs, or a test's collector).
-pub struct Tee(pub std::sync::Arc<Metrics>, pub std::sync::Arc<dyn RecordSink>);
+/// Several sinks in order: the metrics, the trace exporter if any, then the configured one
+/// (logs, or a test's collector).
+pub struct Fanout(pub Vec<std::sync::Arc<dyn RecordSink>>);
 
-impl std::fmt::Debug for Tee {
+impl std::fmt::Debug for Fanout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tee")
+        write!(f, "Fanout({})", self.0.len())
     }
 }
 
-impl RecordSink for Tee {
+impl RecordSink for Fanout {
     fn record(&self, r: &RecordData) {
-        self.0.record(r);
-        self.1.record(r);
+        for s in &self.0 {
+            s.record(r);
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> Response<ProxyBody> {
     let request_id = gw.request_ids.next();
@@ -34,6 +34,11 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> R
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(&v.as_bytes()[..v.len().min(256)]).into_owned());
     record.watch_connection(req.extensions().get::<crate::edge::Stalled>().cloned());
+    record.data.trace_parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::trace::parse_traceparent);
     // One deadline for the whole exchange up to a complete answer (or the start of a stream;
     // a stream is then bounded by idle timeouts, never by its total length).
     let mut outcome =
@@ -49,7 +54,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> R
         // A plain call stays open until the decision (the request timeout counts again from
         // the approval).
         let HeldCall { mut held, forward: fwd } = *call;
+        let t = Instant::now();
         let decided = crate::approvals::wait(&gw, &mut held, &mut record).await;
+        record.stage("approval", t);
         outcome = forward_decided(&gw, fwd, decided, &mut record).await;
     }
     // `warn` rules that matched: the client hears of them in a header, nothing is blocked.
@@ -367,7 +374,9 @@ async fn run(
     check_query(parts.uri.query())?;
 
     // Authenticate before reading the body, so anonymous callers cannot make us buffer.
+    let t = Instant::now();
     let identity = crate::auth::authenticate(gw, &parts.headers, record).await?;
+    record.stage("authenticate", t);
 
     // One policy version judges this request from here to the end of its response.
     let policy = gw.policy.current();
@@ -378,9 +387,12 @@ async fn run(
     // Read the body within the size and time bounds, then parse it. GET routes carry none.
     let body = if route.has_body() {
         check_content_type(&parts.headers)?;
+        let t = Instant::now();
         let bytes =
             read_body(body, &parts.headers, gw.limits.max_body_bytes, gw.limits.body_read_timeout)
                 .await?;
+        record.stage("read_body", t);
+        let t = Instant::now();
         let request = airlock_wire::inspect_messages(&bytes)
             .map_err(|e| Rejection::bad_request(e.to_string(), "invalid_json"))?;
         record.data.model = request.model.clone();
@@ -410,6 +422,7 @@ async fn run(
             let copy = policy.audit_copy(serde_json::Value::Object(body.clone()));
             record.data.request_body = crate::audit::capped_body(copy, gw.audit_body_bytes);
         }
+        record.stage("policy", t);
         if let Some(r) = &verdict.reject {
             let reason = match r.kind {
                 RejectKind::InvalidRequest => "policy_invalid",
@@ -458,10 +471,11 @@ async fn run(
 
     // Nothing leaves unrecorded: the request's audit entry commits first (fail closed); a
     // held request's entry is written now, and records the hold.
-    let started = std::time::Instant::now();
+    let t = Instant::now();
     record.open_audit().await?;
     if gw.audit.is_some() {
-        gw.metrics.audit_append(started.elapsed());
+        gw.metrics.audit_append(t.elapsed());
+        record.stage("audit", t);
     }
     let fwd = Forward {
         limits: policy.limits_for(identity.subject(), identity.groups()),
@@ -504,6 +518,7 @@ async fn forward(
 ) -> Result<Relay, Rejection> {
     // The policy's limits: admitted, or refused before anything is sent.
     if !fwd.limits.is_empty() {
+        let t = Instant::now();
         let now = airlock_store::now_ms();
         let id = record.data.request_id.clone();
         match gw.limiter.admit(&fwd.limits, record.data.stream, &id, now).await? {
@@ -514,11 +529,13 @@ async fn forward(
                 return Err(r.rejection(now));
             }
         }
+        record.stage("limits", t);
     }
-    let sent = std::time::Instant::now();
+    let sent = Instant::now();
     let (response, attempts) =
         gw.upstream.send(fwd.method, &fwd.route, fwd.query.as_deref(), &fwd.headers, body).await?;
     record.data.upstream_latency = Some(sent.elapsed());
+    record.stage("upstream", sent);
     record.data.upstream_attempts = attempts;
     record.data.upstream_status = Some(response.status().as_u16());
     record.data.upstream_request_id =

@@ -58,6 +58,15 @@ pub struct ApprovalNote {
     pub waited_ms: u64,
 }
 
+/// One timed stage of a request (a span in an exported trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    pub name: &'static str,
+    /// From the start of the request.
+    pub start: Duration,
+    pub duration: Duration,
+}
+
 /// What is known about one request.
 #[derive(Debug, Clone)]
 pub struct RecordData {
@@ -113,6 +122,12 @@ pub struct RecordData {
     pub approval: Option<ApprovalNote>,
     /// The limit that refused it (`id:what`), if one did.
     pub limited_by: Option<String>,
+    /// Wall-clock start, unix nanoseconds.
+    pub started_unix_ns: u128,
+    /// The stages the request went through, in order.
+    pub stages: Vec<Stage>,
+    /// A W3C `traceparent` the client sent: (trace id, parent span id), hex.
+    pub trace_parent: Option<(String, String)>,
 }
 
 /// A rule that matched, as recorded.
@@ -235,6 +250,11 @@ impl RequestRecord {
                 response_body: None,
                 approval: None,
                 limited_by: None,
+                started_unix_ns: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+                stages: Vec::new(),
+                trace_parent: None,
             },
             started: Instant::now(),
             sink,
@@ -244,6 +264,14 @@ impl RequestRecord {
             permit: None,
             stalled: None,
             admission: None,
+        }
+    }
+
+    /// Record that stage `name` ran from `since` until now.
+    pub fn stage(&mut self, name: &'static str, since: Instant) {
+        if self.data.stages.len() < 16 {
+            let start = since.saturating_duration_since(self.started);
+            self.data.stages.push(Stage { name, start, duration: since.elapsed() });
         }
     }
 

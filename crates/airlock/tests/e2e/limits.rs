@@ -173,7 +173,7 @@ async fn two_gateways_share_counters_in_redis() {
         .expect("AIRLOCK_TEST_REDIS_URL must name a Redis server (scripts/test sets it)");
     let id = fresh_id();
     let limits = format!(
-        "  - id: {id}\n    requests_per_minute: 7\n  - id: {id}s\n    concurrent_streams: 1\n  - id: {id}b\n    input_tokens_per_month: 100\n"
+        "  - id: {id}b\n    groups: [eng]\n    input_tokens_per_month: 100\n  - id: {id}\n    requests_per_minute: 7\n  - id: {id}s\n    concurrent_streams: 1\n"
     );
     let a = Harness::start_with_policy(&policy(&limits), &format!("redis: {redis}\n")).await;
     let policy_file = a.config.policy.clone().unwrap();
@@ -207,6 +207,25 @@ async fn two_gateways_share_counters_in_redis() {
         }
     })
     .await;
+    // The eng budget (100 input tokens a month; 17 a reply) is spent across both gateways:
+    // six replies make 102; usage lands in the background, so one more may slip in.
+    let carol = mint(&a, "carol", &["eng"]);
+    for i in 0..6 {
+        assert_eq!(send([&a, &b][i % 2], &carol, false).await.0, 200, "request {i}");
+    }
+    let refused = guard(async {
+        for extra in 0..2 {
+            let (code, headers, body) = send(&b, &carol, false).await;
+            if code != 200 {
+                return (code, headers, body, extra);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the spent budget was never enforced");
+    })
+    .await;
+    assert_eq!(refused.0, 429, "{}", refused.2);
+    assert_envelope(refused.2.as_bytes(), "billing_error");
 }
 
 /// Redis unreachable: refused with 503 by default (fail closed); admitted with

@@ -182,3 +182,49 @@ async fn status_shows_one_screen() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Traces: with `telemetry.otlp_endpoint`, each request is an OTLP/HTTP JSON server span
+/// (in the caller's trace when it sends `traceparent`) with a child span per stage — and
+/// no prompt text.
+#[tokio::test]
+async fn requests_are_exported_as_otlp_spans() {
+    let (port, mut posts) = webhook_receiver(0).await;
+    let h = Harness::start_with(&format!(
+        "telemetry:\n  otlp_endpoint: http://127.0.0.1:{port}/v1/traces\n  service_name: gw-test\n"
+    ))
+    .await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"okapi-traced-prompt"}]}"#;
+    let tp = format!("00-{trace}-{parent}-01");
+    let (code, headers, _) = h.messages(body, &[("traceparent", tp.as_str())]).await;
+    assert_eq!(code, 200);
+    let id = request_id(&headers);
+    let text = guard(posts.recv()).await.unwrap();
+    assert!(!text.contains("okapi-traced-prompt"), "prompt text in a trace");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rs = &v["resourceSpans"][0];
+    assert!(rs["resource"]["attributes"].to_string().contains("gw-test"));
+    let spans = rs["scopeSpans"][0]["spans"].as_array().unwrap();
+    let root = spans
+        .iter()
+        .find(|s| s["attributes"].to_string().contains(&id))
+        .expect("the request's span");
+    assert_eq!(
+        (root["traceId"].as_str(), root["parentSpanId"].as_str()),
+        (Some(trace), Some(parent))
+    );
+    assert_eq!(root["kind"], 2);
+    assert_eq!(root["name"], "POST messages");
+    let children: Vec<&str> = spans
+        .iter()
+        .filter(|s| s["parentSpanId"] == root["spanId"])
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for stage in ["authenticate", "read_body", "policy", "audit", "upstream"] {
+        assert!(children.contains(&stage), "{stage} missing from {children:?}");
+    }
+    let start: u128 = root["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u128 = root["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert!(start <= end);
+}
