@@ -35,6 +35,8 @@ fn assert_failed_stream(body: &[u8]) {
     assert_eq!(json(data.as_bytes())["type"], "error");
 }
 
+/// P-42 (a stall after `message_start` → SSE `error` at the idle timeout), P-43 (a reset
+/// mid-stream → an SSE `error`, never a `message_stop` of the gateway's own), P-45 (garbage).
 #[tokio::test]
 async fn mid_stream_failures_end_with_an_error_event() {
     let h = Harness::start_with("upstream:\n  url: UPSTREAM_URL\n  idle_timeout: 300ms\n").await;
@@ -67,6 +69,7 @@ async fn mid_stream_failures_end_with_an_error_event() {
     );
 }
 
+/// P-50: the client leaves mid-stream; the upstream call is cancelled and recorded.
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_call() {
     let h = Harness::start().await;
@@ -81,6 +84,7 @@ async fn client_disconnect_cancels_the_upstream_call() {
     assert_eq!(records[0].outcome.as_str(), "client_aborted");
 }
 
+/// P-40 (unreachable → 502) and P-41 (no headers → 504 at `header_timeout`).
 #[tokio::test]
 async fn unreachable_upstream_is_502_and_a_hang_is_504() {
     // A port with nothing listening.

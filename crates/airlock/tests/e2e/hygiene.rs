@@ -586,3 +586,52 @@ async fn http_garden_trophy_classes_are_refused_or_forwarded_cleanly() {
     let (first, second) = (all.find("first").unwrap(), all.find("second").unwrap());
     assert!(first < second, "answers out of order: {all}");
 }
+
+/// P-36: only the allow-listed paths reach the upstream, and only as themselves: traversal,
+/// encoded dots and slashes, doubled slashes, letter case and `;params` are refused or
+/// forwarded to exactly `/v1/messages`; the admin API is not on the data plane. P-10: more
+/// header fields than `limits.max_headers` is a 431.
+#[tokio::test]
+async fn tricked_paths_and_too_many_fields_go_nowhere() {
+    let h = Harness::start().await;
+    let t = h.token();
+    let n = SIMPLE.len();
+    for path in [
+        "/v1/messages/../models",
+        "/v1/x/../../v1/models",
+        "/v1/%2e%2e/v1/models",
+        "/v1/messages%2F..%2Fmodels",
+        "//v1/messages",
+        "/V1/MESSAGES",
+        "/v1/messages;x=1",
+        "/v1/messages/",
+        "/v1//messages",
+        "/admin/policy",
+        "/v1/files",
+        "/v1/organizations/me",
+    ] {
+        let before = h.mock.received().len();
+        let response = raw(
+            &h,
+            format!("POST {path} HTTP/1.1\r\nhost: gw\r\nx-api-key: {t}\r\ncontent-type: application/json\r\ncontent-length: {n}\r\n\r\n{SIMPLE}").as_bytes(),
+        )
+        .await;
+        let code = status(&response);
+        let got = h.mock.received();
+        if code == 200 {
+            assert_eq!(got.len(), before + 1, "{path}");
+            assert_eq!(got[before].path_and_query, "/v1/messages", "{path} went elsewhere");
+        } else {
+            let refused = (400..500).contains(&code) || code == 501 || code == 0;
+            assert!(refused, "{path}: {response}");
+            assert_eq!(got.len(), before, "{path}: refused, yet forwarded");
+        }
+    }
+    let fields: String = (0..120).map(|i| format!("x-f{i}: 1\r\n")).collect();
+    let response = raw(
+        &h,
+        format!("GET /v1/models HTTP/1.1\r\nhost: gw\r\nx-api-key: {t}\r\n{fields}\r\n").as_bytes(),
+    )
+    .await;
+    assert!(status(&response) == 431 || status(&response) == 0, "{response}");
+}

@@ -39,6 +39,8 @@ async fn non_json_content_type_is_400() {
     assert_eq!(status, 200);
 }
 
+/// P-11: over `max_body_bytes` on Content-Length (before reading), and chunked (as soon as it
+/// passes the limit).
 #[tokio::test]
 async fn oversized_body_is_413() {
     let h = Harness::start_with("limits:\n  max_body_bytes: 2KiB\n").await;
@@ -92,6 +94,7 @@ async fn unknown_paths_and_methods() {
     assert!(h.mock.received().is_empty());
 }
 
+/// P-10: over 32 KiB of headers is a 431; a 1 MiB header is refused by hyper's backstop.
 #[tokio::test]
 async fn oversized_headers_are_431() {
     let h = Harness::start().await;

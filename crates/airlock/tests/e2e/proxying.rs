@@ -3,6 +3,8 @@
 use crate::harness::*;
 use http::Method;
 
+/// P-30, P-32: the client's credentials and hop-by-hop headers never reach the upstream; the
+/// gateway's key always does.
 #[tokio::test]
 async fn upstream_sees_the_gateway_key_and_never_the_client_token() {
     let h = Harness::start().await;
