@@ -15,8 +15,8 @@ pub mod yaml;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
     ApiKeySource, ApprovalWebhook, ApprovalsConfig, AuditConfig, Config, Durability, Limits,
-    OidcIssuer, OnStoreFailure, SessionConfig, StoreUrl, UpstreamConfig, WebhookFormat,
-    is_https_or_loopback,
+    OidcIssuer, OnStoreFailure, SessionConfig, StoreUrl, TelemetryConfig, UiConfig, UpstreamConfig,
+    WebhookFormat, is_https_or_loopback,
 };
 pub use yaml::{ConfigError, ConfigErrors};
 

@@ -31,7 +31,18 @@ pub struct Config {
     pub audit: AuditConfig,
     pub approvals: ApprovalsConfig,
     pub telemetry: TelemetryConfig,
+    pub ui: UiConfig,
     pub limits: Limits,
+}
+
+/// The admin web UI (`ui:`), served by the admin listener at `/ui`.
+#[derive(Debug, Clone, Default)]
+pub struct UiConfig {
+    /// The admin listener's URL as browsers reach it (the OIDC redirect is `<public_url>/ui/callback`;
+    /// an `https://` URL makes the cookies `Secure`). Default: `http://<admin_listen>`.
+    pub public_url: Option<String>,
+    /// Development only: the sign-in page also accepts a pasted session token.
+    pub dev_token_login: bool,
 }
 
 /// Trace export (`telemetry:`).
@@ -345,6 +356,15 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
             Some(TelemetryConfig { otlp_endpoint, service_name })
         })
         .unwrap_or_default();
+    let ui = m
+        .field("ui", w, |f, w| {
+            let mut u = f.mapping(w)?;
+            let public_url = u.field("public_url", w, https_or_loopback);
+            let dev_token_login = u.field("dev_token_login", w, |f, w| f.bool(w)).unwrap_or(false);
+            u.finish(w);
+            Some(UiConfig { public_url, dev_token_login })
+        })
+        .unwrap_or_default();
     let limits = m
         .field("limits", w, |f, w| {
             let mut l = f.mapping(w)?;
@@ -375,6 +395,7 @@ fn read_config(m: &mut Map<'_>, w: &mut Walker) -> Config {
         audit,
         approvals,
         telemetry,
+        ui,
         limits,
     }
 }

@@ -130,6 +130,14 @@ impl Policy {
         self.cache.stats()
     }
 
+    /// Every group that approves some `require_approval` rule (the web UI's reviewers).
+    pub fn approver_groups(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.rules.iter().flat_map(|r| r.approvers.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn rules(&self) -> impl Iterator<Item = (&str, Action, Mode)> {
         self.rules.iter().map(|r| (r.id.as_str(), r.action, r.mode))
     }

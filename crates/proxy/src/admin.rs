@@ -37,11 +37,20 @@ const MAX_ADMIN_BODY: u64 = 64 * 1024;
 pub struct Admin {
     pub ready: AtomicBool,
     gateway: Arc<Gateway>,
+    /// The web UI (`None` only if its outbound client could not be built).
+    ui: Option<crate::ui::Ui>,
 }
 
 impl Admin {
-    pub fn new(gateway: Arc<Gateway>) -> Admin {
-        Admin { ready: AtomicBool::new(false), gateway }
+    pub fn new(gateway: Arc<Gateway>, admin_addr: SocketAddr) -> Admin {
+        let ui = match crate::ui::Ui::new(gateway.clone(), admin_addr) {
+            Ok(ui) => Some(ui),
+            Err(e) => {
+                tracing::error!(target: "airlock::ui", error = %e, "the web UI is off");
+                None
+            }
+        };
+        Admin { ready: AtomicBool::new(false), gateway, ui }
     }
 }
 
@@ -120,6 +129,10 @@ impl Handler for Admin {
                 r
             }
             (_, p) if p.starts_with("/admin/") => self.api(req).await,
+            (_, p) if p == "/ui" || p.starts_with("/ui/") => match &self.ui {
+                Some(ui) => ui.handle(req).await,
+                None => Rejection::not_found(p).into_response("admin"),
+            },
             (_, p) => Rejection::not_found(p).into_response("admin"),
         }
     }

@@ -56,8 +56,14 @@ impl Approvals {
         Ok(Approvals { changed: tokio::sync::Notify::new(), notifier })
     }
 
-    pub fn decided(&self) {
+    /// Wake everything waiting on the queue (held calls, the web UI's live list).
+    pub fn notify_changed(&self) {
         self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next change made through this instance.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 }
 
@@ -332,6 +338,7 @@ pub async fn hold(
     if let Some(n) = &gw.approvals.notifier {
         n.announce(&announced, audit.clone());
     }
+    gw.approvals.notify_changed();
     note.id = id.clone();
     record.data.approval = Some(note);
     tracing::info!(target: "airlock::approvals", request_id = %record.data.request_id, approval = %id, rule = %hold.rule, "request held for approval");
@@ -494,12 +501,12 @@ impl Caller<'_> {
         a.approvers.iter().any(|g| self.identity.groups().contains(g))
     }
 
-    fn sees(&self, a: &Approval) -> bool {
+    pub(crate) fn sees(&self, a: &Approval) -> bool {
         self.admin || self.reviews(a)
     }
 
     /// May decide `a`: in one of its approver groups, and never its requester.
-    fn may_decide(&self, a: &Approval) -> Result<(), Rejection> {
+    pub(crate) fn may_decide(&self, a: &Approval) -> Result<(), Rejection> {
         if !self.reviews(a) {
             return Err(refused(
                 format!("only members of {} may decide this request", a.approvers.join(", ")),
@@ -632,81 +639,98 @@ pub(crate) async fn api(
             let approve = *verb == "approve";
             let json = crate::admin::read_json(body, &parts.headers, gw).await?;
             let reason = crate::admin::str_field(&json, "reason")?;
-            if !approve && reason.is_none() {
-                return Err(bad("a denial needs a `reason` (the requester sees it)"));
-            }
-            let grant = match crate::admin::str_field(&json, "grant")? {
-                None => None,
-                Some(_) if !approve => return Err(bad("`grant` is for approvals")),
-                Some(t) => match airlock_config::parse_duration(&t) {
-                    Ok(d) if d > Duration::ZERO && d <= MAX_GRANT => Some(d),
-                    _ => return Err(bad("`grant` is a duration up to 24h, e.g. 30m")),
-                },
-            };
-            let a = load(&audit, id).await?;
-            if !caller.sees(&a) {
-                return Err(not_found());
-            }
-            caller.may_decide(&a)?;
-            let by = caller.identity.subject().to_owned();
-            let (aid, who, why, now) = (a.id.clone(), by.clone(), reason.clone(), now_ms());
-            let won = audit
-                .read(move |s| s.decide(&aid, approve, &who, why.as_deref(), now))
-                .await
-                .map_err(|_| store_down())?;
-            let a = load(&audit, id).await?;
-            let state = if approve { "approved" } else { "denied" };
-            record.data.approval = Some(ApprovalNote {
-                id: a.id.clone(),
-                rule: a.rule.clone(),
-                mode: if a.mode == "ticket" { "ticket" } else { "wait" },
-                state,
-                decided_by: Some(by.clone()),
-                reason: reason.clone(),
-                body_hash: a.body_hash.clone(),
-                waited_ms: 0,
-            });
-            // The same decision by the same reviewer again is answered as before (idempotent);
-            // anything else is a conflict: someone else decided first, or it expired.
-            let repeated = a.decided_by.as_deref() == Some(by.as_str())
-                && (a.state == state
-                    || (approve && matches!(a.state.as_str(), "forwarding" | "forwarded")));
-            if !won && !repeated {
-                return Err(conflict(&format!("the approval is already {}", a.state)));
-            }
-            let mut answer = approval_json(&a, caller, false);
-            if won {
-                if let Some(d) = grant {
-                    let g = airlock_store::Grant {
-                        id: new_id().replacen("apr_", "grt_", 1),
-                        subject: a.subject.clone(),
-                        rule: a.rule.clone(),
-                        approvers: a.approvers.clone(),
-                        approval_id: a.id.clone(),
-                        granted_by: by.clone(),
-                        created_ms: now,
-                        until_ms: now + d.as_millis() as i64,
-                        revoked_by: None,
-                        revoked_ms: None,
-                    };
-                    let json = grant_json(&g);
-                    audit.read(move |s| s.add_grant(&g)).await.map_err(|_| store_down())?;
-                    if let Some(o) = answer.as_object_mut() {
-                        o.insert("grant".into(), json);
-                    }
-                }
-                gw.approvals.decided();
-                tracing::info!(target: "airlock::approvals", approval = %a.id, decided_by = %by, state, "approval decided");
-            }
-            let reason = match (approve, grant.is_some()) {
-                (true, true) => "admin_approval_approved_with_grant",
-                (true, false) => "admin_approval_approved",
-                (false, _) => "admin_approval_denied",
-            };
-            Ok((reason, answer))
+            let grant = crate::admin::str_field(&json, "grant")?;
+            decide(gw, caller, id, approve, reason, grant.as_deref(), record).await
         }
         _ => Err(Rejection::not_found(parts.uri.path())),
     }
+}
+
+/// Approve or deny approval `id` as `caller` (the admin API and the web UI): the caller must
+/// see it and may decide it; one decision wins (the same one repeated by the same reviewer
+/// answers as before); an approval may add a standing grant (`grant`, a duration up to 24h).
+pub(crate) async fn decide(
+    gw: &Gateway,
+    caller: Caller<'_>,
+    id: &str,
+    approve: bool,
+    reason: Option<String>,
+    grant: Option<&str>,
+    record: &mut RequestRecord,
+) -> Result<(&'static str, serde_json::Value), Rejection> {
+    let audit = gw.audit.clone().ok_or_else(store_down)?;
+    if !approve && reason.is_none() {
+        return Err(bad("a denial needs a `reason` (the requester sees it)"));
+    }
+    let grant = match grant {
+        None => None,
+        Some(_) if !approve => return Err(bad("`grant` is for approvals")),
+        Some(t) => match airlock_config::parse_duration(t) {
+            Ok(d) if d > Duration::ZERO && d <= MAX_GRANT => Some(d),
+            _ => return Err(bad("`grant` is a duration up to 24h, e.g. 30m")),
+        },
+    };
+    let a = load(&audit, id).await?;
+    if !caller.sees(&a) {
+        return Err(not_found());
+    }
+    caller.may_decide(&a)?;
+    let by = caller.identity.subject().to_owned();
+    let (aid, who, why, now) = (a.id.clone(), by.clone(), reason.clone(), now_ms());
+    let won = audit
+        .read(move |s| s.decide(&aid, approve, &who, why.as_deref(), now))
+        .await
+        .map_err(|_| store_down())?;
+    let a = load(&audit, id).await?;
+    let state = if approve { "approved" } else { "denied" };
+    record.data.approval = Some(ApprovalNote {
+        id: a.id.clone(),
+        rule: a.rule.clone(),
+        mode: if a.mode == "ticket" { "ticket" } else { "wait" },
+        state,
+        decided_by: Some(by.clone()),
+        reason: reason.clone(),
+        body_hash: a.body_hash.clone(),
+        waited_ms: 0,
+    });
+    // The same decision by the same reviewer again is answered as before (idempotent);
+    // anything else is a conflict: someone else decided first, or it expired.
+    let repeated = a.decided_by.as_deref() == Some(by.as_str())
+        && (a.state == state
+            || (approve && matches!(a.state.as_str(), "forwarding" | "forwarded")));
+    if !won && !repeated {
+        return Err(conflict(&format!("the approval is already {}", a.state)));
+    }
+    let mut answer = approval_json(&a, caller, false);
+    if won {
+        if let Some(d) = grant {
+            let g = airlock_store::Grant {
+                id: new_id().replacen("apr_", "grt_", 1),
+                subject: a.subject.clone(),
+                rule: a.rule.clone(),
+                approvers: a.approvers.clone(),
+                approval_id: a.id.clone(),
+                granted_by: by.clone(),
+                created_ms: now,
+                until_ms: now + d.as_millis() as i64,
+                revoked_by: None,
+                revoked_ms: None,
+            };
+            let json = grant_json(&g);
+            audit.read(move |s| s.add_grant(&g)).await.map_err(|_| store_down())?;
+            if let Some(o) = answer.as_object_mut() {
+                o.insert("grant".into(), json);
+            }
+        }
+        gw.approvals.notify_changed();
+        tracing::info!(target: "airlock::approvals", approval = %a.id, decided_by = %by, state, "approval decided");
+    }
+    let reason = match (approve, grant.is_some()) {
+        (true, true) => "admin_approval_approved_with_grant",
+        (true, false) => "admin_approval_approved",
+        (false, _) => "admin_approval_denied",
+    };
+    Ok((reason, answer))
 }
 
 /// A standing grant lasts at most this long.

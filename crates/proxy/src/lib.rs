@@ -24,6 +24,7 @@ pub mod reject;
 pub mod revoke;
 pub mod route;
 pub mod trace;
+pub mod ui;
 pub mod upstream;
 
 use airlock_authn::SessionKeys;
@@ -121,6 +122,8 @@ pub struct Gateway {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Held requests waiting on this instance.
     pub approvals: approvals::Approvals,
+    /// The admin web UI's settings.
+    pub ui_config: airlock_config::UiConfig,
     /// The policy's limits, counted in process or in Redis.
     pub limiter: Arc<limits::Limiter>,
     upstream_key: Secret,
@@ -224,6 +227,7 @@ impl Gateway {
                 config.limits.max_concurrent_requests as usize,
             )),
             approvals: approvals::Approvals::new(&config.approvals)?,
+            ui_config: config.ui.clone(),
             limiter: Arc::new(match &config.redis {
                 Some(url) => limits::Limiter::redis(url, config.redis_fail_open)
                     .map_err(|e| UpstreamSetupError::Redis(e.to_string()))?,
@@ -272,7 +276,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let limits = gateway.limits.clone();
-    let admin_state = Arc::new(admin::Admin::new(gateway.clone()));
+    let admin_addr = admin.local_addr().unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
+    let admin_state = Arc::new(admin::Admin::new(gateway.clone(), admin_addr));
     let (tx, rx) = tokio::sync::watch::channel(false);
     gateway.issuers.spawn_refreshers(rx.clone());
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

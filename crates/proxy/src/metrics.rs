@@ -148,9 +148,44 @@ impl Rate {
     }
 }
 
+/// Requests per minute by decision over the last hour (the web UI's overview chart).
+#[derive(Debug, Default)]
+struct History {
+    /// (unix minute, decision → count), oldest first, at most 60.
+    minutes: std::collections::VecDeque<(i64, BTreeMap<String, u64>)>,
+}
+
+impl History {
+    fn add(&mut self, minute: i64, decision: &str) {
+        if self.minutes.back().is_none_or(|(m, _)| *m != minute) {
+            self.minutes.push_back((minute, BTreeMap::new()));
+            while self.minutes.len() > 60 {
+                self.minutes.pop_front();
+            }
+        }
+        if let Some((_, m)) = self.minutes.back_mut() {
+            let key = if m.len() >= 8 && !m.contains_key(decision) { "other" } else { decision };
+            *m.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+}
+
+/// What the web UI's overview shows: the same numbers as `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    /// (unix minute, [(decision, count)]), the last hour, oldest first.
+    pub per_minute: Vec<(i64, Vec<(String, u64)>)>,
+    /// (rule, mode, matches), most matched first.
+    pub rules: Vec<(String, String, u64)>,
+    /// (direction, model, group, tokens), most first.
+    pub tokens: Vec<(String, String, String, u64)>,
+    pub last_minute: u64,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     rate: Mutex<Rate>,
+    history: Mutex<History>,
     requests: Family<u64>,
     rule_hits: Family<u64>,
     duration: Family<Histogram>,
@@ -177,6 +212,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         Metrics {
             rate: Mutex::new(Rate::default()),
+            history: Mutex::new(History::default()),
             requests: Family::new(
                 "airlock_requests_total",
                 "Requests by route, status, decision and outcome.",
@@ -256,6 +292,37 @@ impl Metrics {
         self.rate.lock().unwrap_or_else(|e| e.into_inner()).last_minute(now)
     }
 
+    /// How many times each rule matched (dry-run and warn included), by (rule, mode).
+    pub fn rule_matches(&self) -> Vec<(String, String, u64)> {
+        let s = self.rule_hits.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = s.iter().map(|(k, n)| (k[0].clone(), k[1].clone(), *n)).collect();
+        v.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
+    pub fn overview(&self) -> Overview {
+        let per_minute = {
+            let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            h.minutes
+                .iter()
+                .map(|(m, d)| (*m, d.iter().map(|(k, v)| (k.clone(), *v)).collect()))
+                .collect()
+        };
+        let tokens = {
+            let s = self.tokens.series.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<_> =
+                s.iter().map(|(k, n)| (k[0].clone(), k[1].clone(), k[2].clone(), *n)).collect();
+            v.sort_by_key(|t| std::cmp::Reverse(t.3));
+            v
+        };
+        Overview {
+            per_minute,
+            rules: self.rule_matches(),
+            tokens,
+            last_minute: self.requests_last_minute(),
+        }
+    }
+
     pub fn audit_append(&self, d: Duration) {
         self.audit_append.observe(&[], d);
     }
@@ -292,7 +359,9 @@ impl RecordSink for Metrics {
         let status = r.status.map_or_else(|| "none".to_owned(), |s| s.to_string());
         let decision = r.decision.unwrap_or("none");
         let stream = if r.stream { "true" } else { "false" };
-        self.rate.lock().unwrap_or_else(|e| e.into_inner()).add(airlock_store::now_ms() / 1000);
+        let now_s = airlock_store::now_ms() / 1000;
+        self.rate.lock().unwrap_or_else(|e| e.into_inner()).add(now_s);
+        self.history.lock().unwrap_or_else(|e| e.into_inner()).add(now_s / 60, decision);
         self.requests.inc(&[r.route, &status, decision, r.outcome.as_str()], 1);
         for h in &r.rules {
             self.rule_hits.inc(&[&h.id, h.mode], 1);

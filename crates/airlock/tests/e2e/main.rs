@@ -22,3 +22,4 @@ mod openapi;
 mod policy;
 mod proxying;
 mod streaming;
+mod ui;

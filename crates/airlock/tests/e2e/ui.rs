@@ -1,0 +1,168 @@
+//! The admin web UI's security, over HTTP (the browser tests in `ui_browser` drive the same
+//! pages in Chromium): no page without signing in, no access for a non-reviewer, admin pages
+//! for admins only, CSRF tokens required on every action, the security headers on every
+//! page, and values escaped.
+
+use crate::harness::*;
+use http::Method;
+
+const POLICY: &str = r#"
+version: 1
+detectors:
+  wait_word: { keywords: [bluebird], category: pii }
+groups:
+  default: {}
+redact_request: [email]
+rules:
+  - id: codename-review
+    when: { detected: [wait_word] }
+    action: require_approval
+    approvers: [security]
+    hold: ticket
+    timeout: 60s
+"#;
+
+fn set_cookies(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Sign in with a pasted session token (development mode); the cookie header to send after.
+async fn sign_in(h: &Harness, token: &str) -> (u16, String, String) {
+    let (code, headers, _) = h.admin_call(Method::GET, "/ui/login", &[], "").await;
+    assert_eq!(code, 200);
+    let pre = set_cookies(&headers).into_iter().find(|(k, _)| k == "airlock_login").unwrap().1;
+    let cookie = format!("airlock_login={pre}");
+    let body = format!("csrf={pre}&token={token}");
+    let (code, headers, _) = h
+        .admin_call(
+            Method::POST,
+            "/ui/login/token",
+            &[("cookie", &cookie), ("content-type", "application/x-www-form-urlencoded")],
+            &body,
+        )
+        .await;
+    let jar = set_cookies(&headers);
+    let get =
+        |k: &str| jar.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    (
+        code.as_u16(),
+        format!("airlock_ui={}; airlock_csrf={}", get("airlock_ui"), get("airlock_csrf")),
+        get("airlock_csrf"),
+    )
+}
+
+#[tokio::test]
+async fn the_ui_needs_a_reviewer_and_a_csrf_token() {
+    let h = Harness::start_with_policy(POLICY, "ui:\n  dev_token_login: true\n").await;
+    let mint = |sub: &str, groups: &[&str]| {
+        let g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        h.keys.mint(sub, &g, 600, now()).unwrap().token
+    };
+    // Not signed in: every page sends you to sign in; actions are refused.
+    let (code, headers, _) = h.admin_call(Method::GET, "/ui/approvals", &[], "").await;
+    assert_eq!((code.as_u16(), headers["location"].to_str().unwrap()), (303, "/ui/login"));
+    let (code, _, _) =
+        h.admin_call(Method::POST, "/ui/approvals/apr_x/approve", &[], "csrf=x").await;
+    assert_eq!(code, 401);
+    // The headers every page carries.
+    let (_, headers, body) = h.admin_call(Method::GET, "/ui/login", &[], "").await;
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(!String::from_utf8_lossy(&body).contains("<script>"), "no inline script");
+    let login_cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"),
+        "{login_cookie}"
+    );
+
+    // Someone in no admin or reviewer group is refused.
+    let (code, _, _) = sign_in(&h, &mint("mallory", &["eng"])).await;
+    assert_eq!(code, 403);
+    // A reviewer gets the queue, not the admin pages.
+    let (code, cookies, csrf) = sign_in(&h, &mint("bob", &["security"])).await;
+    assert_eq!(code, 200);
+    let as_bob = [("cookie", cookies.as_str())];
+    let (code, _, _) = h.admin_call(Method::GET, "/ui/approvals", &as_bob, "").await;
+    assert_eq!(code, 200);
+    for admin_page in ["/ui", "/ui/audit", "/ui/policy"] {
+        assert_eq!(h.admin_call(Method::GET, admin_page, &as_bob, "").await.0, 403, "{admin_page}");
+    }
+
+    // A held request (ticket mode answers at once) whose prompt holds markup. (A subject
+    // cannot: session tokens refuse such names.)
+    let evil = mint("alice", &["eng"]);
+    let auth = format!("Bearer {evil}");
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"bluebird <img src=x onerror=alert(1)> <b>bold</b> jane@example.com"}]}"#;
+    let (code, _, text) = h
+        .call(
+            Method::POST,
+            "/v1/messages",
+            &[("authorization", &auth), ("content-type", "application/json")],
+            body,
+        )
+        .await;
+    assert_eq!(code, 403);
+    let id = String::from_utf8_lossy(&text).split("(approval ").nth(1).unwrap()[..28].to_owned();
+    let (_, _, page) = h.admin_call(Method::GET, "/ui/approvals", &as_bob, "").await;
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains(&id), "{page}");
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;") && !page.contains("<img src=x"),
+        "escaped"
+    );
+    assert!(
+        page.contains("&lt;b&gt;bold&lt;/b&gt;") && !page.contains("jane@example.com"),
+        "escaped and masked"
+    );
+    assert!(
+        page.contains("<mark class=\"masked\" title=\"masked: email\">[EMAIL]</mark>"),
+        "{page}"
+    );
+
+    // Actions need the CSRF token that matches the cookie.
+    let approve = format!("/ui/approvals/{id}/approve");
+    let form =
+        [("cookie", cookies.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(h.admin_call(Method::POST, &approve, &form, "reason=ok").await.0, 403, "no token");
+    assert_eq!(
+        h.admin_call(Method::POST, &approve, &form, "csrf=0000&reason=ok").await.0,
+        403,
+        "wrong token"
+    );
+    let cross = [form[0], form[1], ("sec-fetch-site", "cross-site")];
+    let (code, _, _) =
+        h.admin_call(Method::POST, &approve, &cross, &format!("csrf={csrf}&reason=ok")).await;
+    assert_eq!(code, 403, "a cross-site post");
+    let (code, headers, _) = h
+        .admin_call(Method::POST, &approve, &form, &format!("csrf={csrf}&reason=looks+fine"))
+        .await;
+    assert_eq!((code.as_u16(), headers["location"].to_str().unwrap()), (303, "/ui/approvals"));
+    let row = h.store().approval(&id).unwrap().unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.decided_by.as_deref(), row.reason.as_deref()),
+        ("approved", Some("bob"), Some("looks fine"))
+    );
+
+    // An admin gets every page.
+    let (code, admin_cookies, _) = sign_in(&h, &mint("root", &["airlock-admins"])).await;
+    assert_eq!(code, 200);
+    let as_root = [("cookie", admin_cookies.as_str())];
+    for page in ["/ui", "/ui/audit", "/ui/policy", "/ui/approvals"] {
+        let (code, headers, _) = h.admin_call(Method::GET, page, &as_root, "").await;
+        assert_eq!(code, 200, "{page}");
+        assert!(headers.contains_key("content-security-policy"));
+    }
+}
