@@ -23,7 +23,14 @@ const jose = await import(require.resolve('jose'));
 
 const RESOURCE = 'urn:airlock';
 const DEVICE = process.env.AIRLOCK_IDP_NO_DEVICE !== '1';
-const GROUPS = { 'airlock-svc': ['services'], default: ['eng'] };
+// Who is in which group: `reviewer` reviews held requests, `root` administers Airlock; any
+// other name is an engineer.
+const GROUPS = {
+  'airlock-svc': ['services'],
+  reviewer: ['eng', 'security'],
+  root: ['airlock-admins', 'security'],
+  default: ['eng'],
+};
 
 async function key(alg, kid) {
   const { privateKey } = await jose.generateKeyPair(alg, { extractable: true, modulusLength: 2048 });
@@ -49,7 +56,8 @@ const provider = new Provider(issuer, {
       application_type: 'native',
       grant_types: [...(DEVICE ? ['urn:ietf:params:oauth:grant-type:device_code'] : []), 'authorization_code', 'refresh_token'],
       response_types: ['code'],
-      redirect_uris: ['http://127.0.0.1/callback'],
+      // `airlock login` and the admin web UI (native loopback redirects: any port).
+      redirect_uris: ['http://127.0.0.1/callback', 'http://127.0.0.1/ui/callback'],
       token_endpoint_auth_method: 'none',
     },
   ],

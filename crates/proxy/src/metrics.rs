@@ -359,9 +359,12 @@ impl RecordSink for Metrics {
         let status = r.status.map_or_else(|| "none".to_owned(), |s| s.to_string());
         let decision = r.decision.unwrap_or("none");
         let stream = if r.stream { "true" } else { "false" };
-        let now_s = airlock_store::now_ms() / 1000;
-        self.rate.lock().unwrap_or_else(|e| e.into_inner()).add(now_s);
-        self.history.lock().unwrap_or_else(|e| e.into_inner()).add(now_s / 60, decision);
+        if r.route != "admin" && r.route != "ui" {
+            // The request rate is the data plane's: people reading the admin plane are not traffic.
+            let now_s = airlock_store::now_ms() / 1000;
+            self.rate.lock().unwrap_or_else(|e| e.into_inner()).add(now_s);
+            self.history.lock().unwrap_or_else(|e| e.into_inner()).add(now_s / 60, decision);
+        }
         self.requests.inc(&[r.route, &status, decision, r.outcome.as_str()], 1);
         for h in &r.rules {
             self.rule_hits.inc(&[&h.id, h.mode], 1);

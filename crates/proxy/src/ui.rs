@@ -675,7 +675,6 @@ impl Ui {
             ("Requests, last minute", o.last_minute.to_string()),
             ("In flight", in_flight.to_string()),
             ("Approvals pending", pending.map_or("?".into(), |n| n.to_string())),
-            ("Policy", gw.policy.current().version.chars().take(19).collect()),
         ] {
             let _ = write!(
                 b,
@@ -684,6 +683,12 @@ impl Ui {
                 esc(&value)
             );
         }
+        let version: String = gw.policy.current().version.chars().take(23).collect();
+        let _ = write!(
+            b,
+            "<div class=\"card\"><div class=\"muted\">Policy</div><div class=\"mono\"><a href=\"/ui/policy\">{}</a></div></div>",
+            esc(&version)
+        );
         b.push_str("</div><h2>Requests per minute, by decision (last hour)</h2>");
         b.push_str(&chart(&o.per_minute));
         b.push_str("<h2>Top rules</h2><table><tr><th>rule</th><th>mode</th><th>matches</th></tr>");
@@ -1237,7 +1242,11 @@ fn chart(per_minute: &[(i64, Vec<(String, u64)>)]) -> String {
     }
     svg.push_str("</svg><div class=\"legend\">");
     for (d, c) in colors {
-        let _ = write!(svg, "<span><i style=\"background:{c}\"></i>{d}</span>");
+        // Swatches are SVG too: the CSP allows no inline style.
+        let _ = write!(
+            svg,
+            "<span><svg width=\"12\" height=\"12\" aria-hidden=\"true\"><rect width=\"12\" height=\"12\" fill=\"{c}\"/></svg> {d}</span>"
+        );
     }
     svg.push_str("</div>");
     svg

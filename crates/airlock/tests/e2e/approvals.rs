@@ -95,7 +95,7 @@ async fn cli(h: &Harness, caller: &str, args: &[&str]) -> (bool, String) {
 }
 
 /// Start the real Python SDK on one held call; its `RESULT` line when it ends.
-fn held_client(
+pub(crate) fn held_client(
     h: &Harness,
     requester: &str,
     prompt: &str,

@@ -166,3 +166,76 @@ async fn the_ui_needs_a_reviewer_and_a_csrf_token() {
         assert!(headers.contains_key("content-security-policy"));
     }
 }
+
+/// In headless Chromium (tests/ui/ui_flow.mjs): sign in through the real OIDC provider; a
+/// client call held by the policy appears in the queue; approving it in the browser lets the
+/// Python SDK's call complete; a second one, denied in the browser, fails with the reason;
+/// the conversation view marks masked values and shows no raw one. Screenshots of every page
+/// go to target/ui-screenshots.
+#[tokio::test]
+async fn a_reviewer_decides_in_the_browser() {
+    use tokio::io::AsyncBufReadExt;
+    let chromium = crate::clients::required_env("AIRLOCK_TEST_CHROMIUM");
+    let node_modules = crate::clients::required_env("AIRLOCK_TEST_NODE_MODULES");
+    let idp = crate::idp::Idp::start().await;
+    let policy = POLICY.replace("    hold: ticket\n", "");
+    let h = Harness::start_with_policy(&policy, &idp.config("")).await;
+    h.issuers.wait_ready().await;
+    let shots =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let alice = h.keys.mint("alice", &["eng".to_owned()], 600, now()).unwrap().token;
+    let raw = "jane.doe.raw@example.com";
+    let first =
+        crate::approvals::held_client(&h, &alice, &format!("bluebird status; mail {raw}"), false);
+    let mut browser = tokio::process::Command::new("node")
+        .arg(crate::clients::client_script("../ui/ui_flow.mjs"))
+        .env("AIRLOCK_UI", format!("http://{}", h.admin))
+        .env("AIRLOCK_CHROMIUM", chromium)
+        .env("AIRLOCK_TEST_NODE_MODULES", node_modules)
+        .env("AIRLOCK_SHOTS", &shots)
+        .env("AIRLOCK_RAW", raw)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed");
+    let mut lines = tokio::io::BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut expect = async |prefix: &str| -> String {
+        let wait = async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("the browser script ended before {prefix}"));
+                assert!(!line.starts_with("FAILED"), "{line}");
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return rest.trim().to_owned();
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), wait)
+            .await
+            .expect("the browser script stalled")
+    };
+    expect("READY").await;
+    let approved = expect("APPROVED").await;
+    let result = guard(first).await.unwrap();
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(h.store().approval(&approved).unwrap().unwrap().decided_by.as_deref(), Some("root"));
+    // The second call streams: it gets the denial as an SSE error with the reason.
+    let second = crate::approvals::held_client(&h, &alice, "bluebird again", true);
+    let denied = expect("DENIED").await;
+    let result = guard(second).await.unwrap();
+    assert_eq!(result["ok"], false, "{result}");
+    assert!(result["message"].as_str().unwrap().contains("not this quarter"), "{result}");
+    assert_ne!(approved, denied);
+    expect("DONE").await;
+    assert!(guard(browser.wait()).await.unwrap().success());
+    for shot in
+        ["login", "approvals", "approvals-decided", "audit", "conversation", "policy", "overview"]
+    {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png");
+    }
+    assert_eq!(h.mock.received().len(), 1, "only the approved call went upstream");
+}
