@@ -691,18 +691,29 @@ impl Ui {
         );
         b.push_str("</div><h2>Requests per minute, by decision (last hour)</h2>");
         b.push_str(&chart(&o.per_minute));
-        b.push_str("<h2>Top rules</h2><table><tr><th>rule</th><th>mode</th><th>matches</th></tr>");
+        b.push_str(
+            "<h2>Top rules</h2><table><tr><th>rule</th><th>mode</th><th>matches</th><th></th></tr>",
+        );
+        let top = o.rules.first().map_or(1, |r| r.2);
         for (rule, mode, n) in o.rules.iter().take(10) {
-            let _ = write!(b, "<tr><td>{}</td><td>{}</td><td>{n}</td></tr>", esc(rule), esc(mode));
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{n}</td><td>{}</td></tr>",
+                esc(rule),
+                esc(mode),
+                bar(*n, top)
+            );
         }
-        b.push_str("</table><h2>Tokens by group and model</h2><table><tr><th>group</th><th>model</th><th>direction</th><th>tokens</th></tr>");
+        b.push_str("</table><h2>Tokens by group and model</h2><table><tr><th>group</th><th>model</th><th>direction</th><th>tokens</th><th></th></tr>");
+        let top = o.tokens.first().map_or(1, |t| t.3);
         for (dir, model, group, n) in o.tokens.iter().take(20) {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{n}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{n}</td><td>{}</td></tr>",
                 esc(group),
                 esc(model),
-                esc(dir)
+                esc(dir),
+                bar(*n, top)
             );
         }
         b.push_str("</table>");
@@ -1201,6 +1212,14 @@ fn turn(role: &str, content: &Value) -> String {
     }
     out.push_str("</div>");
     out
+}
+
+/// A horizontal bar for `n` of `max`, as inline SVG.
+fn bar(n: u64, max: u64) -> String {
+    let w = (n as f64 / max.max(1) as f64 * 200.0).max(1.0);
+    format!(
+        "<svg width=\"200\" height=\"12\" aria-hidden=\"true\"><rect width=\"{w:.1}\" height=\"12\" fill=\"#2a5bd7\"/></svg>"
+    )
 }
 
 /// Stacked bars of requests per minute by decision, as inline SVG (no script).
