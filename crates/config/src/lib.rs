@@ -8,6 +8,7 @@
 //! Invariant: this crate reads no environment and opens no sockets; secrets are referenced
 //! (env var name or file path), never held here.
 
+pub mod civil;
 mod duration;
 mod model;
 pub mod yaml;

@@ -19,6 +19,7 @@
 //! cannot be checked is refused (503); with `fail_open` it passes and the failure is logged.
 
 use crate::redis::{Redis, RedisError, Reply, Script};
+use airlock_config::civil::{civil_from_days as civil, days_from_civil, rfc3339};
 use airlock_policy::limits::Applied;
 use airlock_wire::ErrorType;
 use http::HeaderValue;
@@ -158,37 +159,6 @@ enum Per {
 fn civil_month(days: i64) -> (i64, i64) {
     let (y, m, _) = civil(days);
     (y, m)
-}
-
-/// `2026-11-25T10:00:00Z` for unix seconds.
-fn rfc3339(secs: i64) -> String {
-    let (y, m, d) = civil(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t / 60 % 60, t % 60)
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's civil-from-days).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a civil date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Every check that applies, for a request (`stream` adds the stream concurrency sets).

@@ -1104,19 +1104,7 @@ fn idp_down() -> Rejection {
 
 /// `2026-11-25 10:00:00 UTC`.
 fn format_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let t = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", t / 3600, t / 60 % 60, t % 60)
+    airlock_config::civil::rfc3339(ms.div_euclid(1000)).replace('T', " ").replace('Z', " UTC")
 }
 
 /// `2026-11-25T10:00` (a datetime-local field, read as UTC) → unix ms.
@@ -1126,12 +1114,7 @@ fn parse_local_datetime(v: &str) -> Option<i64> {
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':').map(|x| x.parse::<i64>());
     let (h, min) = (t.next()?.ok()?, t.next()?.ok()?);
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let days = airlock_config::civil::days_from_civil(y, m, day);
     Some(((days * 86_400) + h * 3600 + min * 60) * 1000)
 }
 
