@@ -18,6 +18,8 @@ fn unique(prefix: &str) -> String {
 /// A fresh SQLite file and a fresh PostgreSQL schema.
 fn backends() -> Vec<StoreUrl> {
     let dir = std::env::temp_dir().join(unique("airlock-store-"));
+    // A directory of this name was left by an exited process (pids are reused): start empty.
+    let _ = std::fs::remove_dir_all(&dir);
     let sqlite = StoreUrl::Sqlite(dir.join("audit.db"));
     let pg = std::env::var("AIRLOCK_TEST_POSTGRES_URL")
         .expect("AIRLOCK_TEST_POSTGRES_URL must name a PostgreSQL database (scripts/test sets it)");

@@ -26,7 +26,7 @@ enum Credential {
 
 /// A fresh HOME (and working directory) for one agent run.
 fn fresh_home(name: &str, credential: &Credential) -> PathBuf {
-    let home = std::env::temp_dir().join(format!("airlock-agent-{name}-{}", std::process::id()));
+    let home = fresh_dir(&format!("agent-{name}"));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(home.join(".claude")).unwrap();
     std::fs::create_dir_all(home.join("work")).unwrap();
@@ -133,7 +133,7 @@ async fn agent_sdk(name: &str, h: &Harness, credential: Credential, subject: &st
 /// Sign `user` in through the real IdP; returns the credentials directory and the session
 /// token `airlock token` hands out (to check it never reaches upstream).
 async fn signed_in(h: &Harness, name: &str, user: &str) -> (PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("airlock-creds-{name}-{}", std::process::id()));
+    let dir = fresh_dir(&format!("creds-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     device_login(h, &dir, user).await;
     let out = crate::idp::airlock_cli(&dir, &["token"]).output().await.unwrap();

@@ -348,8 +348,7 @@ async fn an_abandoned_hold_is_never_sent() {
 #[tokio::test]
 async fn held_on_one_instance_approved_on_another() {
     let store = tokio::task::spawn_blocking(Harness::postgres_store).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("airlock-e2e-approvals-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("e2e-approvals");
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
     let config = |name: &str| {
@@ -470,9 +469,7 @@ async fn a_standing_grant_passes_its_identity_until_revoked() {
 /// approved but not yet claimed) are abandoned when it starts again — never sent.
 #[tokio::test]
 async fn holds_from_before_a_restart_are_never_sent() {
-    let dir = std::env::temp_dir().join(format!("airlock-e2e-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("e2e-restart");
     let db = dir.join("airlock.db");
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();

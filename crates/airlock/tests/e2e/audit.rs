@@ -246,7 +246,7 @@ async fn strict_mode_releases_only_recorded_responses() {
 #[tokio::test]
 async fn instances_sharing_a_postgres_store() {
     let store = tokio::task::spawn_blocking(Harness::postgres_store).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("airlock-pg-{}", std::process::id()));
+    let dir = fresh_dir("pg");
     let config = |name: &str| shared_store_config(&store, &dir, name);
     let a = Harness::start_with(&config("gw-a")).await;
     let b = a.sibling(&config("gw-b")).await;

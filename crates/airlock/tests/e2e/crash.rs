@@ -234,7 +234,7 @@ async fn kill_9_under_load_loses_no_answered_request() {
 /// would) — it fails closed.
 #[tokio::test]
 async fn a_full_disk_fails_closed() {
-    let dir = std::env::temp_dir().join(format!("airlock-diskfull-{}", std::process::id()));
+    let dir = fresh_dir("diskfull");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -167,11 +167,14 @@ impl Harness {
             )
         };
         // Every harness has its own audit store (a temp SQLite file) unless the test names one.
+        // Pids are reused: a directory of that name was left by a process that has exited
+        // (perhaps with a store a test made refuse inserts), so it starts empty.
         let data_dir = std::env::temp_dir().join(format!(
             "airlock-e2e-{}-{}",
             std::process::id(),
             NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
+        let _ = std::fs::remove_dir_all(&data_dir);
         let text = if text.contains("\nstore:") {
             text
         } else {
@@ -536,4 +539,17 @@ pub fn shared_store_config(store: &str, dir: &std::path::Path, name: &str) -> St
         dir.join("audit.key").display(),
         dir.join(format!("{name}.jsonl")).display()
     )
+}
+
+/// An empty temp directory for one test. Names carry the pid, and pids are reused: whatever a
+/// process that has exited left under this name is removed first.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "airlock-{name}-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -373,7 +373,7 @@ async fn login_with_the_device_flow_then_token_refreshes() {
     let idp = Idp::start().await;
     let h = Harness::start_with(&idp.config("")).await;
     h.wait_ready().await;
-    let dir = std::env::temp_dir().join(format!("airlock-login-{}", std::process::id()));
+    let dir = fresh_dir("login");
     let _ = std::fs::remove_dir_all(&dir);
     device_login(&h, &dir, "bob").await;
     let airlock = |args: &[&str]| airlock_cli(&dir, args);

@@ -17,9 +17,7 @@ async fn logs_hold_metadata_and_never_secrets() {
     let mock_addr = mock_listener.local_addr().unwrap();
     let mock = MockState::new(Some(UPSTREAM.to_owned()), None);
     tokio::spawn(airlock_mock::serve(mock_listener, mock.clone(), std::future::pending()));
-    let dir = std::env::temp_dir().join(format!("airlock-logs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("logs");
     std::fs::write(
         dir.join("airlock.yaml"),
         format!(

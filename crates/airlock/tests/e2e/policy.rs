@@ -110,7 +110,7 @@ async fn a_growing_conversation_keeps_an_identical_redacted_prefix() {
 /// An invalid policy file is refused with every error and its line.
 #[tokio::test]
 async fn an_invalid_policy_file_is_refused_with_its_lines() {
-    let dir = std::env::temp_dir().join(format!("airlock-bad-policy-{}", std::process::id()));
+    let dir = fresh_dir("bad-policy");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("policy.yaml");
     std::fs::write(&path, "version: 1\nrules:\n  - id: x\n    when: { detected: [nope] }\n    action: deny\nextra: 1\n").unwrap();
@@ -135,7 +135,7 @@ fn airlock(args: &[&str]) -> (i32, String) {
 /// `airlock policy check|test|explain`: exit codes a CI job can rely on, errors with lines.
 #[test]
 fn the_policy_cli_checks_tests_and_explains() {
-    let dir = std::env::temp_dir().join(format!("airlock-policy-cli-{}", std::process::id()));
+    let dir = fresh_dir("policy-cli");
     std::fs::create_dir_all(&dir).unwrap();
     let (code, out) = airlock(&["policy", "check"]);
     assert_eq!(code, 0, "{out}");
