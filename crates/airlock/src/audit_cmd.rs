@@ -478,16 +478,7 @@ fn blocks(role: &str, content: &Value) -> String {
                     &format!("{} {}", b["name"].as_str().unwrap_or("?"), b["input"]),
                 ),
                 "tool_result" => {
-                    let text = match &b["content"] {
-                        Value::String(t) => t.clone(),
-                        Value::Array(parts) => parts
-                            .iter()
-                            .filter_map(|p| p["text"].as_str())
-                            .collect::<Vec<_>>()
-                            .join("\n"),
-                        _ => String::new(),
-                    };
-                    line("tool result", &text)
+                    line("tool result", &airlock_wire::tool_result_text(&b["content"]))
                 }
                 other => line(other, ""),
             })

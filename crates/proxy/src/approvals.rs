@@ -38,7 +38,7 @@ pub const POLL: Duration = Duration::from_millis(250);
 #[derive(Debug, Default)]
 pub struct Approvals {
     /// Woken after every decision made through this instance's admin API.
-    changed: tokio::sync::Notify,
+    changed: Arc<tokio::sync::Notify>,
     notifier: Option<Arc<Notifier>>,
 }
 
@@ -53,7 +53,7 @@ impl Approvals {
                 webhooks: config.webhooks.clone(),
             }))
         };
-        Ok(Approvals { changed: tokio::sync::Notify::new(), notifier })
+        Ok(Approvals { changed: Arc::default(), notifier })
     }
 
     /// Wake everything waiting on the queue (held calls, the web UI's live list).
@@ -183,6 +183,8 @@ pub struct Held {
 #[derive(Debug)]
 struct Abandon {
     audit: Audit,
+    /// The queue's change signal: an abandoned hold is a change too.
+    changed: Arc<tokio::sync::Notify>,
     id: String,
     armed: bool,
 }
@@ -192,7 +194,8 @@ impl Drop for Abandon {
         if !self.armed {
             return;
         }
-        let (audit, id) = (self.audit.clone(), std::mem::take(&mut self.id));
+        let (audit, id, changed) =
+            (self.audit.clone(), std::mem::take(&mut self.id), self.changed.clone());
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         rt.spawn(async move {
             let now = now_ms();
@@ -202,8 +205,12 @@ impl Drop for Abandon {
                         || s.finish_approval(&id, "approved", "abandoned", now)?)
                 })
                 .await;
-            if let Err(e) = r {
-                tracing::warn!(target: "airlock::approvals", error = %e, "could not mark an approval abandoned");
+            match r {
+                Ok(true) => changed.notify_waiters(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(target: "airlock::approvals", error = %e, "could not mark an approval abandoned");
+                }
             }
         });
     }
@@ -349,7 +356,7 @@ pub async fn hold(
         id: id.clone(),
         hash,
         deadline: tokio::time::Instant::now() + hold.timeout,
-        abandon: Abandon { audit, id, armed: true },
+        abandon: Abandon { audit, id, changed: gw.approvals.changed.clone(), armed: true },
     })))
 }
 

@@ -1173,15 +1173,7 @@ fn turn(role: &str, content: &Value) -> String {
                 );
             }
             "tool_result" => {
-                let text = match &b["content"] {
-                    Value::String(t) => t.clone(),
-                    Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    _ => String::new(),
-                };
+                let text = airlock_wire::tool_result_text(&b["content"]);
                 let _ = write!(
                     out,
                     "<div class=\"muted\">tool result</div><pre>{}</pre>",

@@ -27,6 +27,18 @@ pub enum InspectError {
 
 /// Parse and minimally check a Messages API body. Only the types of the fields the gateway
 /// itself relies on are checked; everything else is the upstream's to judge.
+/// The text of a `tool_result` block's `content`: the string, or its text parts joined by
+/// newlines (image parts and the like have no text).
+pub fn tool_result_text(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(t) => t.clone(),
+        serde_json::Value::Array(parts) => {
+            parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
+
 pub fn inspect_messages(bytes: &[u8]) -> Result<MessagesRequest, InspectError> {
     // serde_json bounds nesting depth (128), so hostile nesting is an error, not a stack overflow.
     let value: Value =

@@ -63,15 +63,32 @@ async fn api(h: &Harness, reviewer: &str, method: Method, path: &str, body: &str
 
 /// Wait until `n` approvals are pending (as `reviewer` sees them), newest first.
 async fn pending(h: &Harness, reviewer: &str, n: usize) -> Vec<Value> {
+    pending_on(h, h, reviewer, n).await
+}
+
+/// As [`pending`], asking `h`'s admin API, re-checking whenever the queue of the gateway
+/// holding the calls (`holder`) changes — a signal, not a clock.
+async fn pending_on(holder: &Harness, h: &Harness, reviewer: &str, n: usize) -> Vec<Value> {
+    queue_until(holder, async || {
+        let (code, v) = api(h, reviewer, Method::GET, "/admin/approvals", "").await;
+        assert_eq!(code, 200, "{v}");
+        let list = v["approvals"].as_array().cloned().unwrap_or_default();
+        (list.len() >= n).then_some(list)
+    })
+    .await
+}
+
+/// Run `check` now and after every change to `holder`'s approval queue until it yields.
+async fn queue_until<T>(holder: &Harness, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     guard(async {
         loop {
-            let (code, v) = api(h, reviewer, Method::GET, "/admin/approvals", "").await;
-            assert_eq!(code, 200, "{v}");
-            let list = v["approvals"].as_array().cloned().unwrap_or_default();
-            if list.len() >= n {
-                return list;
+            let changed = holder.gateway.approvals.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(v) = check().await {
+                return v;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            changed.await;
         }
     })
     .await
@@ -327,14 +344,10 @@ async fn an_abandoned_hold_is_never_sent() {
     let a = pending(&h, &bob, 1).await.remove(0);
     drop(response);
     let id = a["id"].as_str().unwrap().to_owned();
-    guard(async {
-        loop {
-            let (_, v) = api(&h, &bob, Method::GET, &format!("/admin/approvals/{id}"), "").await;
-            if v["state"] == "abandoned" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let path = format!("/admin/approvals/{id}");
+    queue_until(&h, async || {
+        let (_, v) = api(&h, &bob, Method::GET, &path, "").await;
+        (v["state"] == "abandoned").then_some(())
     })
     .await;
     let (code, _) =
@@ -362,7 +375,7 @@ async fn held_on_one_instance_approved_on_another() {
         a.messages(body, &[]).await
     };
     let approve = async {
-        let held = pending(&b, &bob, 1).await.remove(0);
+        let held = pending_on(&a, &b, &bob, 1).await.remove(0);
         assert_eq!(held["instance"], "gw-a");
         let path = format!("/admin/approvals/{}/approve", held["id"].as_str().unwrap());
         assert_eq!(api(&b, &bob, Method::POST, &path, "{}").await.0, 200);

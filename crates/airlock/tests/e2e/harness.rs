@@ -89,6 +89,8 @@ pub struct Harness {
     /// The gateway's policy cell: tests wait on its reloads.
     pub policy: Arc<airlock_proxy::PolicyCell>,
     pub audit: airlock_proxy::audit::Audit,
+    /// The running gateway: tests wait on its signals (approvals changed) instead of time.
+    pub gateway: Arc<Gateway>,
     shutdown: Option<oneshot::Sender<()>>,
     pub stopped: Option<tokio::task::JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -210,10 +212,11 @@ impl Harness {
         let issuers = gateway.issuers.clone();
         let policy = gateway.policy.clone();
         let revocations = gateway.revocations.clone();
-        let stopped =
-            tokio::spawn(airlock_proxy::run(Arc::new(gateway), data, admin, async move {
-                let _ = rx.await;
-            }));
+        let gateway = Arc::new(gateway);
+        let running = gateway.clone();
+        let stopped = tokio::spawn(airlock_proxy::run(running, data, admin, async move {
+            let _ = rx.await;
+        }));
         Harness {
             addr,
             admin: admin_addr,
@@ -225,6 +228,7 @@ impl Harness {
             revocations,
             policy,
             audit: audit_handle,
+            gateway,
             config,
             shutdown: Some(tx),
             stopped: Some(stopped),

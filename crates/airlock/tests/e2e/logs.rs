@@ -38,9 +38,11 @@ async fn logs_hold_metadata_and_never_secrets() {
         .spawn()
         .unwrap();
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Woken after every line read: the test waits for lines, not for time.
+    let more = Arc::new(tokio::sync::Notify::new());
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<String>();
     {
-        let lines = lines.clone();
+        let (lines, more) = (lines.clone(), more.clone());
         let mut reader = BufReader::new(child.stderr.take().unwrap()).lines();
         tokio::spawn(async move {
             let mut started = Some(started_tx);
@@ -52,6 +54,7 @@ async fn logs_hold_metadata_and_never_secrets() {
                     let _ = tx.send(v["listen"].as_str().unwrap_or_default().to_owned());
                 }
                 lines.lock().unwrap().push(line);
+                more.notify_waiters();
             }
         });
     }
@@ -112,8 +115,12 @@ async fn logs_hold_metadata_and_never_secrets() {
             .collect()
     };
     guard(async {
-        while request_lines().len() < 5 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        loop {
+            let next = more.notified();
+            if request_lines().len() >= 5 {
+                return;
+            }
+            next.await;
         }
     })
     .await;
