@@ -416,10 +416,13 @@ impl Admission {
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let (limiter, member, leases) = (self.limiter, self.member, self.leases);
+        limiter.unsettled.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         rt.spawn(async move {
             if let Err(e) = limiter.finish(&leases, &member, &adds).await {
                 tracing::warn!(target: "airlock::limits", error = %e, "could not record usage against limits");
             }
+            limiter.unsettled.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            limiter.settled.notify_waiters();
         });
     }
 }
@@ -428,6 +431,10 @@ impl Admission {
 pub struct Limiter {
     backend: Backend,
     fail_open: bool,
+    /// Finishes (lease releases, usage) sent to Redis and not yet done, and a wake-up when
+    /// one is: what [`Limiter::settled`] waits on.
+    unsettled: std::sync::atomic::AtomicU64,
+    settled: tokio::sync::Notify,
 }
 
 /// What admission decided.
@@ -439,7 +446,12 @@ pub enum Decision {
 
 impl Limiter {
     pub fn local() -> Limiter {
-        Limiter { backend: Backend::Local(Mutex::new(Local::default())), fail_open: false }
+        Limiter {
+            backend: Backend::Local(Mutex::new(Local::default())),
+            fail_open: false,
+            unsettled: Default::default(),
+            settled: Default::default(),
+        }
     }
 
     pub fn redis(url: &str, fail_open: bool) -> Result<Limiter, RedisError> {
@@ -450,7 +462,21 @@ impl Limiter {
                 finish: Script::new(FINISH),
             },
             fail_open,
+            unsettled: Default::default(),
+            settled: Default::default(),
         })
+    }
+
+    /// Resolves once every finished request's leases and usage have reached the counters
+    /// (in process that is at once; with Redis, when the background updates are done).
+    pub async fn settled(&self) {
+        loop {
+            let next = self.settled.notified();
+            if self.unsettled.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            next.await;
+        }
     }
 
     /// Is the backend reachable (for `/readyz`-style status)?
