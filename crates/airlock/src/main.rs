@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// mimalloc rather than glibc's malloc: under load the gateway spent a fifth of its CPU in
+/// glibc's allocator, part of it waiting on arena locks, and its arenas held on to memory
+/// (docs/benchmarks.md has the before and after).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod approvals_cmd;
 mod audit_cmd;
 mod login;

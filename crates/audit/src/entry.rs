@@ -60,8 +60,19 @@ pub struct Draft {
     /// Wall-clock milliseconds; informational only (order is the sequence number).
     pub at_ms: i64,
     pub index: Index,
-    /// Everything else about the request (no prompt text, tokens or keys).
-    pub detail: serde_json::Value,
+    /// Everything else about the request (no prompt text, tokens or keys), as JSON text.
+    pub detail: Detail,
+}
+
+/// An entry's `detail`, serialised once where it is made (the writer copies it into the
+/// signed body as it is).
+pub type Detail = Box<serde_json::value::RawValue>;
+
+/// `value` as an entry's detail.
+pub fn detail(value: &impl Serialize) -> Detail {
+    // Plain data with string keys always serialises; `null` stands in if it ever did not.
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
 }
 
 /// The signed body of an entry. Field order is the serialisation order.
@@ -80,6 +91,20 @@ pub struct Body {
 
 /// The body format version written today.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// [`Body`] as it is written: the same fields in the same order, `detail` copied as it is.
+#[derive(Serialize)]
+struct Signed<'a> {
+    v: u32,
+    chain: &'a str,
+    seq: u64,
+    kind: Kind,
+    request_id: &'a str,
+    at_ms: i64,
+    #[serde(flatten)]
+    index: &'a Index,
+    detail: &'a serde_json::value::RawValue,
+}
 
 /// An entry with its place in the chain: what a store writes.
 #[derive(Debug, Clone)]
@@ -132,25 +157,34 @@ impl Chain {
 
     /// Seal `drafts` after this head. Returns the entries and the head they lead to; the
     /// caller adopts the new head only once the entries are committed.
-    pub fn seal(&self, drafts: &[Draft]) -> (Vec<Sealed>, Chain) {
+    pub fn seal(&self, drafts: Vec<Draft>) -> (Vec<Sealed>, Chain) {
         let mut next = self.clone();
         let sealed = drafts
-            .iter()
+            .into_iter()
             .map(|d| {
                 next.seq += 1;
-                let mut entry = Body {
+                let signed = Signed {
+                    v: FORMAT_VERSION,
+                    chain: &next.name,
+                    seq: next.seq,
+                    kind: d.kind,
+                    request_id: &d.request_id,
+                    at_ms: d.at_ms,
+                    index: &d.index,
+                    detail: &d.detail,
+                };
+                // Serialising plain data into a String cannot fail.
+                let body = serde_json::to_string(&signed).unwrap_or_default();
+                let entry = Body {
                     v: FORMAT_VERSION,
                     chain: next.name.clone(),
                     seq: next.seq,
                     kind: d.kind,
-                    request_id: d.request_id.clone(),
+                    request_id: d.request_id,
                     at_ms: d.at_ms,
-                    index: d.index.clone(),
-                    detail: d.detail.clone(),
+                    index: d.index,
+                    detail: serde_json::Value::Null,
                 };
-                // Serialising plain data into a String cannot fail.
-                let body = serde_json::to_string(&entry).unwrap_or_default();
-                entry.detail = serde_json::Value::Null;
                 let hash = entry_hash(&next.head, &body);
                 let prev_hash = std::mem::replace(&mut next.head, hash.clone());
                 Sealed { entry, body, prev_hash, hash }
@@ -170,14 +204,14 @@ mod tests {
             request_id: id.to_owned(),
             at_ms: 1,
             index: Index { subject: Some("alice".into()), ..Index::default() },
-            detail: serde_json::json!({"route": "messages"}),
+            detail: detail(&serde_json::json!({"route": "messages"})),
         }
     }
 
     #[test]
     fn sealing_links_entries_and_leaves_the_head_alone() {
         let chain = Chain::start("a");
-        let (sealed, next) = chain.seal(&[draft("r1"), draft("r2")]);
+        let (sealed, next) = chain.seal(vec![draft("r1"), draft("r2")]);
         assert_eq!(chain.seq, 0);
         assert_eq!(next.seq, 2);
         assert_eq!((sealed[1].entry.seq, sealed[1].entry.request_id.as_str()), (2, "r2"));

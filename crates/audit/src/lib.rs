@@ -10,7 +10,9 @@ pub mod entry;
 pub mod note;
 pub mod verify;
 
-pub use entry::{Chain, Draft, Index, Kind, Sealed, entry_hash, genesis, valid_chain_name};
+pub use entry::{
+    Chain, Detail, Draft, Index, Kind, Sealed, detail, entry_hash, genesis, valid_chain_name,
+};
 pub use note::{Checkpoint, NoteError, VerifierKey};
 pub use verify::{ChainReport, ChainVerifier, Finding, Row};
 

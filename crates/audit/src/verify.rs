@@ -286,10 +286,10 @@ mod tests {
                     status: (i % 2 == 1).then_some(200),
                     ..Index::default()
                 },
-                detail: serde_json::json!({"i": i}),
+                detail: crate::entry::detail(&serde_json::json!({"i": i})),
             })
             .collect();
-        Chain::start("c").seal(&drafts).0.into_iter().map(to_row).collect()
+        Chain::start("c").seal(drafts).0.into_iter().map(to_row).collect()
     }
 
     fn to_row(s: Sealed) -> Row {

@@ -29,6 +29,8 @@ pub struct SessionKeys {
     pub(crate) kid: String,
     pub(crate) rng: SystemRandom,
     pkcs8: Vec<u8>,
+    /// Tokens this key has verified (see `verified.rs`).
+    pub(crate) verified: crate::verified::Verified,
 }
 
 impl std::fmt::Debug for SessionKeys {
@@ -72,7 +74,13 @@ impl SessionKeys {
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).ok()?;
         let digest = ring::digest::digest(&ring::digest::SHA256, pair.public_key().as_ref());
         let kid = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Some(SessionKeys { pair, kid, rng: SystemRandom::new(), pkcs8: der.to_vec() })
+        Some(SessionKeys {
+            pair,
+            kid,
+            rng: SystemRandom::new(),
+            pkcs8: der.to_vec(),
+            verified: Default::default(),
+        })
     }
 
     pub fn kid(&self) -> &str {

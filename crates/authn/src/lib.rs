@@ -16,6 +16,7 @@ mod jws;
 mod keys;
 pub mod oidc;
 mod token;
+mod verified;
 
 pub use keys::{KeyError, SessionKeys, write_private};
 pub use token::{

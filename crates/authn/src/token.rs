@@ -92,7 +92,27 @@ impl SessionKeys {
     }
 
     /// Verify a session token at time `now`, allowing at most `max_ttl_secs` of lifetime.
+    /// A token this key verified before is not verified again; its times are.
     pub fn verify(&self, token: &str, now: u64, max_ttl_secs: u64) -> Result<Identity, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let digest = crate::verified::Verified::digest(token);
+        if let Some(identity) = self.verified.get(&digest) {
+            check_times(identity.issued_at, identity.expires_at, now, max_ttl_secs)?;
+            return Ok(identity);
+        }
+        let identity = self.verify_uncached(token, now, max_ttl_secs)?;
+        self.verified.insert(digest, &identity, now);
+        Ok(identity)
+    }
+
+    fn verify_uncached(
+        &self,
+        token: &str,
+        now: u64,
+        max_ttl_secs: u64,
+    ) -> Result<Identity, TokenError> {
         let c = split(token, MAX_TOKEN_BYTES).ok_or(TokenError::Malformed)?;
         // Checked before the signature so that a token of another kind (an IdP JWT, alg none,
         // an HMAC token) is refused without any key being chosen from its header.
@@ -112,15 +132,7 @@ impl SessionKeys {
         if claims.iss != SESSION_ISSUER || claims.aud != SESSION_AUDIENCE {
             return Err(TokenError::WrongKind);
         }
-        if claims.exp.saturating_add(LEEWAY) <= now {
-            return Err(TokenError::Expired);
-        }
-        if claims.iat > now.saturating_add(LEEWAY) {
-            return Err(TokenError::NotYetValid);
-        }
-        if claims.exp < claims.iat || claims.exp - claims.iat > max_ttl_secs {
-            return Err(TokenError::LifetimeTooLong);
-        }
+        check_times(claims.iat, claims.exp, now, max_ttl_secs)?;
         if !valid_name(&claims.sub)
             || !valid_name(&claims.jti)
             || !claims.groups.iter().all(|g| valid_name(g))
@@ -136,6 +148,20 @@ impl SessionKeys {
             issuer: SESSION_ISSUER.to_owned(),
         })
     }
+}
+
+/// What depends on the clock: expired, not yet valid, or living longer than allowed.
+fn check_times(iat: u64, exp: u64, now: u64, max_ttl_secs: u64) -> Result<(), TokenError> {
+    if exp.saturating_add(LEEWAY) <= now {
+        return Err(TokenError::Expired);
+    }
+    if iat > now.saturating_add(LEEWAY) {
+        return Err(TokenError::NotYetValid);
+    }
+    if exp < iat || exp - iat > max_ttl_secs {
+        return Err(TokenError::LifetimeTooLong);
+    }
+    Ok(())
 }
 
 /// True when `token`'s header declares it a gateway session token. Routing only: which
@@ -304,5 +330,35 @@ mod tests {
         assert_eq!(k.mint("", &[], 60, NOW), Err(TokenError::BadClaims));
         assert_eq!(k.mint("a b", &[], 60, NOW), Err(TokenError::BadClaims));
         assert_eq!(k.mint("a", &["x\ny".into()], 60, NOW), Err(TokenError::BadClaims));
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_checked_against_the_clock() {
+        let k = keys();
+        let t = k.mint("alice", &["eng".into()], 600, NOW).unwrap().token;
+        assert!(k.verify(&t, NOW, MAX).is_ok());
+        assert_eq!(k.verified.len(), 1);
+        // Remembered, and its times are checked on every use.
+        assert!(k.verify(&t, NOW + 300, MAX).is_ok());
+        assert_eq!(k.verify(&t, NOW + 600 + LEEWAY, MAX), Err(TokenError::Expired));
+        assert_eq!(k.verify(&t, NOW - LEEWAY - 1, MAX), Err(TokenError::NotYetValid));
+        assert_eq!(k.verify(&t, NOW, 60), Err(TokenError::LifetimeTooLong));
+        // A changed byte is another token: verified in full, and refused.
+        assert_eq!(k.verify(&tamper_claims(&t), NOW, MAX), Err(TokenError::BadSignature));
+        // Another key remembers nothing of this one's tokens.
+        assert_eq!(keys().verify(&t, NOW, MAX), Err(TokenError::BadSignature));
+        // Refused tokens are not remembered.
+        assert_eq!(k.verified.len(), 1);
+    }
+
+    #[test]
+    fn the_memory_of_verified_tokens_is_bounded() {
+        let k = keys();
+        let max = crate::verified::MAX_ENTRIES;
+        for i in 0..max + 10 {
+            let t = k.mint(&format!("u{i}"), &[], 600, NOW).unwrap().token;
+            assert!(k.verify(&t, NOW, MAX).is_ok());
+            assert!(k.verified.len() <= max);
+        }
     }
 }

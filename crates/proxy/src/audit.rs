@@ -18,7 +18,9 @@ use airlock_config::{Config, Durability, OnStoreFailure, StoreUrl};
 use airlock_store::{Store, StoreError, WriteError, Writer, WriterOptions};
 use airlock_wire::ErrorType;
 use http::StatusCode;
+use serde::Serialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -259,7 +261,7 @@ impl Audit {
                 rules: Vec::new(),
                 status: None,
             },
-            detail,
+            detail: airlock_audit::detail(&detail),
         });
     }
 
@@ -331,90 +333,262 @@ fn index(data: &RecordData, with_status: bool) -> Index {
 }
 
 /// A masked body as stored: whole when its JSON is at most `max` bytes, otherwise its first
-/// `max` bytes as text with the truncation recorded. `None` when bodies are not kept.
-pub fn capped_body(body: serde_json::Value, max: usize) -> Option<serde_json::Value> {
+/// `max` bytes as text with the truncation recorded. `None` when bodies are not kept. The
+/// body is serialised here, once; the audit entries copy the text.
+pub fn capped_body(body: serde_json::Value, max: usize) -> Option<Box<RawValue>> {
     if max == 0 {
         return None;
     }
     let text = body.to_string();
     if text.len() <= max {
-        return Some(body);
+        return RawValue::from_string(text).ok();
     }
     let mut cut = max;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    Some(json!({"airlock_truncated": true, "bytes": text.len(), "text": &text[..cut]}))
+    serde_json::value::to_raw_value(
+        &json!({"airlock_truncated": true, "bytes": text.len(), "text": &text[..cut]}),
+    )
+    .ok()
 }
 
-fn counts(c: &[(String, u32)]) -> serde_json::Value {
-    serde_json::Value::Object(c.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+/// Counts per detector, as a JSON object.
+struct Counts<'a>(&'a [(String, u32)]);
+
+impl Serialize for Counts<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// An entry's `detail`, borrowed from the record and serialised straight into its text.
+/// Field order is the order in the stored JSON.
+#[derive(Serialize)]
+struct Detail<'a> {
+    method: &'a str,
+    route: &'static str,
+    issuer: Option<&'a str>,
+    token_id: Option<&'a str>,
+    client_addr: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    stream: bool,
+    request_body: Option<&'a RawValue>,
+    policy: PolicyDetail<'a>,
+    limited_by: Option<&'a str>,
+    approval: Option<&'a crate::record::ApprovalNote>,
+    /// Only in a final entry (`response`, `record`).
+    #[serde(flatten)]
+    end: Option<EndDetail<'a>>,
+}
+
+#[derive(Serialize)]
+struct PolicyDetail<'a> {
+    version: Option<&'a str>,
+    rules: &'a [crate::record::RuleHit],
+    redactions: Counts<'a>,
+    clamped_max_tokens: Option<Clamp>,
+    stripped_tools: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Clamp {
+    from: u64,
+    to: u64,
+}
+
+#[derive(Serialize)]
+struct EndDetail<'a> {
+    minted_token_id: Option<&'a str>,
+    outcome: &'static str,
+    reason: &'static str,
+    upstream: UpstreamDetail<'a>,
+    usage: Usage,
+    timings_us: Timings,
+    events: u64,
+    masked: Counts<'a>,
+    response_body: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct UpstreamDetail<'a> {
+    status: Option<u16>,
+    request_id: Option<&'a str>,
+    attempts: u32,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    total: u64,
+    upstream: Option<u64>,
+    first_byte: Option<u64>,
 }
 
 /// An entry for `data`. A `request` entry holds what is known before forwarding; the final
 /// entry holds everything.
 pub fn draft(kind: Kind, data: &RecordData) -> Draft {
     let us = |d: std::time::Duration| d.as_micros() as u64;
-    let mut detail = json!({
-        "method": data.method,
-        "route": data.route,
-        "issuer": data.issuer,
-        "token_id": data.token_id,
-        "client_addr": data.client_addr,
-        "user_agent": data.user_agent,
-        "stream": data.stream,
-        "request_body": data.request_body,
-        "policy": {
-            "version": data.policy_version,
-            "rules": data.rules.iter().map(|r| json!({"id": r.id, "action": r.action, "mode": r.mode})).collect::<Vec<_>>(),
-            "redactions": counts(&data.redactions),
-            "clamped_max_tokens": data.clamped.map(|(from, to)| json!({"from": from, "to": to})),
-            "stripped_tools": data.stripped_tools,
+    let end = (kind != Kind::Request).then(|| EndDetail {
+        minted_token_id: data.minted_token_id.as_deref(),
+        outcome: data.outcome.as_str(),
+        reason: data.reason,
+        upstream: UpstreamDetail {
+            status: data.upstream_status,
+            request_id: data.upstream_request_id.as_deref(),
+            attempts: data.upstream_attempts,
         },
-        "limited_by": data.limited_by,
-        "approval": data.approval.as_ref().map(|a| json!({
-            "id": a.id,
-            "rule": a.rule,
-            "mode": a.mode,
-            "state": a.state,
-            "decided_by": a.decided_by,
-            "reason": a.reason,
-            "body_sha256": a.body_hash,
-            "waited_ms": a.waited_ms,
-        })),
+        usage: Usage { input_tokens: data.input_tokens, output_tokens: data.output_tokens },
+        timings_us: Timings {
+            total: us(data.duration),
+            upstream: data.upstream_latency.map(us),
+            first_byte: data.time_to_first_byte.map(us),
+        },
+        events: data.events,
+        masked: Counts(&data.masked),
+        response_body: data.response_body.as_deref(),
     });
-    if kind != Kind::Request {
-        let extra = json!({
-            "minted_token_id": data.minted_token_id,
-            "outcome": data.outcome.as_str(),
-            "reason": data.reason,
-            "upstream": {
-                "status": data.upstream_status,
-                "request_id": data.upstream_request_id,
-                "attempts": data.upstream_attempts,
-            },
-            "usage": {
-                "input_tokens": data.input_tokens,
-                "output_tokens": data.output_tokens,
-            },
-            "timings_us": {
-                "total": us(data.duration),
-                "upstream": data.upstream_latency.map(us),
-                "first_byte": data.time_to_first_byte.map(us),
-            },
-            "events": data.events,
-            "masked": counts(&data.masked),
-            "response_body": data.response_body,
-        });
-        if let (Some(d), serde_json::Value::Object(e)) = (detail.as_object_mut(), extra) {
-            d.extend(e);
-        }
-    }
+    let detail = Detail {
+        method: &data.method,
+        route: data.route,
+        issuer: data.issuer.as_deref(),
+        token_id: data.token_id.as_deref(),
+        client_addr: data.client_addr.as_deref(),
+        user_agent: data.user_agent.as_deref(),
+        stream: data.stream,
+        // The request body is stored once: in the `request` entry, or in the lone `record`.
+        request_body: if kind == Kind::Response { None } else { data.request_body.as_deref() },
+        policy: PolicyDetail {
+            version: data.policy_version.as_deref(),
+            rules: &data.rules,
+            redactions: Counts(&data.redactions),
+            clamped_max_tokens: data.clamped.map(|(from, to)| Clamp { from, to }),
+            stripped_tools: &data.stripped_tools,
+        },
+        limited_by: data.limited_by.as_deref(),
+        approval: data.approval.as_ref(),
+        end,
+    };
     Draft {
         kind,
         request_id: data.request_id.clone(),
         at_ms: airlock_store::now_ms(),
         index: index(data, kind != Kind::Request),
-        detail,
+        detail: airlock_audit::detail(&detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ApprovalNote, RecordSink, RequestRecord, RuleHit};
+    use serde_json::Value;
+
+    struct Nowhere;
+    impl RecordSink for Nowhere {
+        fn record(&self, _: &RecordData) {}
+    }
+
+    fn data() -> RecordData {
+        let record =
+            RequestRecord::start("req_1".into(), &http::Method::POST, Arc::new(Nowhere), None);
+        let mut d = record.data.clone();
+        d.route = "messages";
+        d.rules = vec![RuleHit { id: "r1".into(), action: "redact", mode: "enforce" }];
+        d.redactions = vec![("email".into(), 2)];
+        d.clamped = Some((8000, 4096));
+        d.request_body =
+            capped_body(json!({"messages": [{"role": "user", "content": "hi [EMAIL]"}]}), 1024);
+        d.response_body = capped_body(json!({"content": [{"type": "text", "text": "ok"}]}), 1024);
+        d.approval = Some(ApprovalNote {
+            id: "apr_1".into(),
+            rule: "r1".into(),
+            mode: "wait",
+            state: "approved",
+            decided_by: Some("bob".into()),
+            reason: None,
+            body_hash: "ab".into(),
+            waited_ms: 7,
+        });
+        d
+    }
+
+    fn detail(kind: Kind, d: &RecordData) -> Value {
+        serde_json::from_str(draft(kind, d).detail.get()).unwrap()
+    }
+
+    #[test]
+    fn the_request_body_is_stored_once() {
+        let d = data();
+        let request = detail(Kind::Request, &d);
+        let response = detail(Kind::Response, &d);
+        let record = detail(Kind::Record, &d);
+        assert_eq!(request["request_body"]["messages"][0]["content"], "hi [EMAIL]");
+        assert_eq!(response["request_body"], Value::Null);
+        assert_eq!(record["request_body"], request["request_body"]);
+        // What happened at the end is only in the final entry.
+        assert!(request.get("outcome").is_none() && request.get("response_body").is_none());
+        assert_eq!(response["response_body"]["content"][0]["text"], "ok");
+        assert_eq!(response["outcome"], "client_aborted");
+    }
+
+    #[test]
+    fn entries_keep_their_shape() {
+        let v = detail(Kind::Response, &data());
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "method",
+                "route",
+                "issuer",
+                "token_id",
+                "client_addr",
+                "user_agent",
+                "stream",
+                "request_body",
+                "policy",
+                "limited_by",
+                "approval",
+                "minted_token_id",
+                "outcome",
+                "reason",
+                "upstream",
+                "usage",
+                "timings_us",
+                "events",
+                "masked",
+                "response_body"
+            ]
+        );
+        assert_eq!(
+            v["policy"]["rules"],
+            json!([{"id": "r1", "action": "redact", "mode": "enforce"}])
+        );
+        assert_eq!(v["policy"]["redactions"], json!({"email": 2}));
+        assert_eq!(v["policy"]["clamped_max_tokens"], json!({"from": 8000, "to": 4096}));
+        assert_eq!(v["approval"]["body_sha256"], "ab");
+        assert_eq!(v["approval"]["decided_by"], "bob");
+        assert_eq!(v["upstream"]["attempts"], 0);
+        assert_eq!(v["masked"], json!({}));
+    }
+
+    #[test]
+    fn a_long_body_is_cut_on_a_character_boundary() {
+        let body = json!({"text": "é".repeat(100)});
+        let whole = capped_body(body.clone(), 1 << 20).unwrap();
+        assert_eq!(whole.get(), body.to_string());
+        let cut: Value =
+            serde_json::from_str(capped_body(body.clone(), 20).unwrap().get()).unwrap();
+        assert_eq!(cut["airlock_truncated"], true);
+        assert_eq!(cut["bytes"], body.to_string().len());
+        let text = cut["text"].as_str().unwrap();
+        assert!(text.len() <= 20 && body.to_string().starts_with(text), "{text}");
+        assert!(capped_body(body, 0).is_none());
     }
 }

@@ -116,7 +116,8 @@ impl SseRelay {
             r.data.rules.extend(guard.hits.iter().map(crate::record::RuleHit::from));
             r.data.masked = guard.masked();
             if transcript {
-                r.data.response_body = guard.transcript();
+                r.data.response_body =
+                    guard.transcript().and_then(|t| crate::audit::capped_body(t, usize::MAX));
             }
         }
     }

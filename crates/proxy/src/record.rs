@@ -42,7 +42,7 @@ impl Outcome {
 }
 
 /// A request held for approval: what happened to the hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ApprovalNote {
     pub id: String,
     pub rule: String,
@@ -54,6 +54,7 @@ pub struct ApprovalNote {
     pub decided_by: Option<String>,
     pub reason: Option<String>,
     /// SHA-256 of the exact body held (and, once approved, forwarded).
+    #[serde(rename = "body_sha256")]
     pub body_hash: String,
     pub waited_ms: u64,
 }
@@ -116,8 +117,8 @@ pub struct RecordData {
     /// The request as forwarded and the response as the client received it (a stream
     /// assembled), each with every detected value replaced by a placeholder and cut at
     /// `audit.max_body_bytes`: the only prompt or completion text a record holds.
-    pub request_body: Option<serde_json::Value>,
-    pub response_body: Option<serde_json::Value>,
+    pub request_body: Option<Box<serde_json::value::RawValue>>,
+    pub response_body: Option<Box<serde_json::value::RawValue>>,
     /// The approval this request was held for, if any.
     pub approval: Option<ApprovalNote>,
     /// The limit that refused it (`id:what`), if one did.
@@ -131,7 +132,7 @@ pub struct RecordData {
 }
 
 /// A rule that matched, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RuleHit {
     pub id: String,
     pub action: &'static str,

@@ -29,9 +29,11 @@ fn draft(i: usize) -> Draft {
             rules: vec![],
             status: Some(200),
         },
-        detail: serde_json::json!({"route": "messages", "method": "POST", "stream": false,
+        detail: airlock_audit::detail(
+            &serde_json::json!({"route": "messages", "method": "POST", "stream": false,
             "usage": {"input_tokens": 1200, "output_tokens": 300},
             "timings_us": {"total": 2300, "upstream": 1900, "first_byte": 2100}}),
+        ),
     }
 }
 

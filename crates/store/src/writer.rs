@@ -225,13 +225,13 @@ impl Worker {
                 request_id,
                 at_ms: crate::now_ms(),
                 index,
-                detail: serde_json::json!({
+                detail: airlock_audit::detail(&serde_json::json!({
                     "outcome": "interrupted",
                     "reason": "the gateway stopped before the response was recorded",
-                }),
+                })),
             })
             .collect();
-        let (sealed, next) = self.chain.seal(&drafts);
+        let (sealed, next) = self.chain.seal(drafts);
         store.append(&sealed)?;
         self.chain = next;
         Ok(())
@@ -289,10 +289,11 @@ impl Worker {
         state: &State,
     ) -> Result<(), WriteError> {
         let (drafts, dones): (Vec<Draft>, Vec<Option<Done>>) = batch.into_iter().unzip();
-        let result = self.try_commit(&drafts).map_err(|e| WriteError(e.to_string()));
+        let entries = drafts.len();
+        let result = self.try_commit(drafts).map_err(|e| WriteError(e.to_string()));
         state.healthy.store(result.is_ok(), Ordering::Relaxed);
         if let Err(e) = &result {
-            tracing::error!(target: "airlock::audit", error = %e, entries = drafts.len(), "audit commit failed");
+            tracing::error!(target: "airlock::audit", error = %e, entries, "audit commit failed");
         }
         for done in dones.into_iter().flatten() {
             let _ = done.send(result.clone());
@@ -300,7 +301,7 @@ impl Worker {
         result
     }
 
-    fn try_commit(&mut self, drafts: &[Draft]) -> Result<(), StoreError> {
+    fn try_commit(&mut self, drafts: Vec<Draft>) -> Result<(), StoreError> {
         if self.store.is_none() {
             self.connect()?;
         }
@@ -308,8 +309,8 @@ impl Worker {
         let store = self.store.as_mut().ok_or_else(|| StoreError::Db("not connected".into()))?;
         match store.append(&sealed) {
             Ok(()) => {
+                self.since_checkpoint += sealed.len() as u64;
                 self.chain = next;
-                self.since_checkpoint += drafts.len() as u64;
                 Ok(())
             }
             Err(e) => {

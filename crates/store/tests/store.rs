@@ -57,7 +57,7 @@ fn draft(kind: Kind, id: &str, subject: &str) -> Draft {
             rules: vec!["r1".into()],
             status: (kind != Kind::Request).then_some(200),
         },
-        detail: serde_json::json!({ "route": "messages" }),
+        detail: airlock_audit::detail(&serde_json::json!({ "route": "messages" })),
     }
 }
 
