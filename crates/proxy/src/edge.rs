@@ -89,7 +89,10 @@ pub async fn serve<H: Handler>(
         let service = service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
             req.extensions_mut().insert(stalled.clone());
-            async move { Ok::<_, Infallible>(handler.call(req, peer).await) }
+            // Boxed: the request's future is large, and freed once the response starts
+            // (a stream then costs only the connection and its relay, not the whole path).
+            let call = Box::pin(async move { handler.call(req, peer).await });
+            async move { Ok::<_, Infallible>(call.await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder

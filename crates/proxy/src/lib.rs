@@ -283,6 +283,11 @@ pub async fn run(
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Before either plane serves: what this instance held when it stopped is abandoned, so
+    // no reviewer (admin API, UI) sees it as still pending and no call can claim it.
+    if let Some(audit) = &gateway.audit {
+        approvals::abandon_earlier(audit).await;
+    }
     let admin_task = {
         let limits = limits.clone();
         let admin_state = admin_state.clone();
@@ -301,7 +306,6 @@ pub async fn run(
         tokio::spawn(policy::follow_file(gateway.clone(), path, stop(rx.clone())));
     }
     if let Some(audit) = gateway.audit.clone() {
-        approvals::abandon_earlier(&audit).await;
         tokio::spawn(approvals::sweep(audit.clone(), stop(rx.clone())));
         tokio::spawn(revoke::follow_store(
             audit,

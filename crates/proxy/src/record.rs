@@ -295,6 +295,11 @@ impl RequestRecord {
     pub async fn open_audit(&mut self) -> Result<(), Rejection> {
         if let Some(audit) = &self.audit {
             self.opened = audit.record_request(&self.data).await?;
+            if self.opened {
+                // Stored with the `request` entry, and not again: no need to hold it while
+                // the response (perhaps a long stream) comes back.
+                self.data.request_body = None;
+            }
         }
         Ok(())
     }
