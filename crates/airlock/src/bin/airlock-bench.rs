@@ -113,8 +113,11 @@ fn percentiles(mut v: Vec<u64>) -> serde_json::Value {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    // No Nagle delay on the generator's side either: what is measured is the servers.
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
     let client: HttpClient =
-        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build_http();
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build(connector);
     let body = body(args.prompt_bytes, args.stream);
     let sample = Arc::new(std::sync::Mutex::new(Sample::default()));
     let warmup = Duration::from_secs(1);

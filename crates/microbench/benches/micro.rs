@@ -1,0 +1,232 @@
+//! Criterion micro-benchmarks of the request path's parts, one group each:
+//!
+//! - `detect`: detector scan throughput (MB/s) of the bundled policy's response pack;
+//! - `policy`: judging (and redacting) a 4.5 KB agent request with the bundled policy;
+//! - `sse`: decoding one `content_block_delta` event from bytes, and encoding one;
+//! - `masker`: the streaming masker per text delta, and the whole response guard per SSE
+//!   event (decode, mask, re-encode as the relay does);
+//! - `audit`: sealing entries into the hash chain, and appending one committed entry to
+//!   SQLite with full durability (each one a transaction and an fsync).
+//!
+//! `cargo bench -p airlock-microbench` (all), or a group: `cargo bench -p airlock-microbench
+//! -- sse`. docs/benchmarks.md has the numbers. The load benchmark (`bench/run`) measures the
+//! whole path.
+
+#[path = "../../detect/benches/support/corpus.rs"]
+mod corpus;
+
+use airlock_audit::{Chain, Draft, Index, Kind};
+use airlock_detect::{MaskKey, Pseudonyms, StreamMasker};
+use airlock_policy::{Policy, ResponseGuard};
+use airlock_wire::sse::{Decoder, Event, encode};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Map, Value, json};
+use std::hint::black_box;
+use std::sync::Arc;
+
+const PROSE: &str = "The agent reads the repository, runs the tests and proposes a change to the \
+    function that parses the configuration file; it then explains the change and the risk. ";
+
+/// An agent request of about `target` bytes: system prompt, a tool, a history of Bash calls
+/// and their results, one e-mail address (so the body is also redacted).
+fn agent_request(target: usize) -> Map<String, Value> {
+    let mut messages = vec![
+        json!({"role": "user", "content": "Fix the failing test in crates/config and tell jane.doe@example.com when done."}),
+    ];
+    let mut i = 0;
+    while json!(messages).to_string().len() < target {
+        let id = format!("toolu_{i:04}");
+        messages.push(json!({"role": "assistant", "content": [
+            {"type": "text", "text": PROSE},
+            {"type": "tool_use", "id": id, "name": "Bash", "input": {"command": format!("cargo test -- case_{i}")}}]}));
+        messages.push(json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": id, "content": format!("running 12 tests\n{}test result: ok\n", PROSE.repeat(2))}]}));
+        i += 1;
+    }
+    let v = json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4096,
+        "system": [{"type": "text", "text": "You are a careful coding agent."}],
+        "tools": [{"name": "Bash", "description": "Run a shell command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+        "messages": messages,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn detect(c: &mut Criterion) {
+    let policy = Policy::bundled();
+    let pack = policy.mask_pack().expect("the bundled policy masks responses").clone();
+    let text = corpus::corpus(7, 1 << 20, false);
+    let mut g = c.benchmark_group("detect");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("scan_1MiB_response_pack", |b| {
+        b.iter(|| pack.find_all(black_box(&text)).len())
+    });
+    g.finish();
+}
+
+fn policy(c: &mut Criterion) {
+    let policy = Policy::bundled();
+    let key = MaskKey::new(b"bench");
+    let groups = vec!["eng".to_owned()];
+    let body = agent_request(4 * 1024);
+    let len = Value::Object(body.clone()).to_string().len();
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Elements(1));
+    // The same history on every call, as on an agent's next turn (findings cache warm).
+    g.bench_function("evaluate_4KB_agent_request", |b| {
+        b.iter_batched(
+            || body.clone(),
+            |mut body| policy.evaluate(&groups, &mut body, len, &key, &mut Pseudonyms::default()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("evaluate_and_write_redacted_4KB", |b| {
+        b.iter_batched(
+            || body.clone(),
+            |mut body| {
+                let v = policy.evaluate(&groups, &mut body, len, &key, &mut Pseudonyms::default());
+                (v.changed, Value::Object(body).to_string())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+/// A text delta as the API sends it.
+fn delta_event(text: &str) -> Event {
+    let data = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}});
+    Event::named("content_block_delta", data.to_string())
+}
+
+fn sse(c: &mut Criterion) {
+    let event = delta_event("Sure - the config parser now rejects duplicate keys, and ");
+    let wire = encode(&event);
+    let mut g = c.benchmark_group("sse");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode_one_delta_event", |b| {
+        let mut decoder = Decoder::new(1 << 20);
+        b.iter(|| decoder.push(black_box(&wire)).map(|events| events.len()))
+    });
+    g.bench_function("encode_one_delta_event", |b| b.iter(|| encode(black_box(&event))));
+    g.finish();
+}
+
+fn masker(c: &mut Criterion) {
+    let policy = Arc::new(Policy::bundled());
+    let pack = policy.mask_pack().expect("the bundled policy masks responses").clone();
+    let key = Arc::new(MaskKey::new(b"bench"));
+    // A reply with an e-mail address and a card number, cut into 24-byte deltas (values split
+    // across deltas, as a model streams them).
+    let reply = "Sure. Write to jane.doe@example.com about the refund; the card on file is \
+        4111 1111 1111 1111 and the order ships Tuesday. Anything else I can help with? "
+        .repeat(4);
+    let deltas: Vec<&str> = {
+        let mut v = Vec::new();
+        let mut at = 0;
+        while at < reply.len() {
+            let end = (at + 24).min(reply.len());
+            v.push(&reply[at..end]);
+            at = end;
+        }
+        v
+    };
+    let n = deltas.len() as u64;
+    let mut g = c.benchmark_group("masker");
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("stream_masker_per_delta", |b| {
+        b.iter(|| {
+            let mut m = StreamMasker::new(pack.clone());
+            let mut p = Pseudonyms::default();
+            let mut out = 0;
+            for d in &deltas {
+                out += m.push(d, &key, &mut p).len();
+            }
+            out + m.finish(&key, &mut p).len()
+        })
+    });
+    // The relay's whole per-event work: decode, the guard (masking, hold-back), encode.
+    let mut wire = Vec::new();
+    wire.extend_from_slice(&encode(&Event::named(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    )));
+    for d in &deltas {
+        wire.extend_from_slice(&encode(&delta_event(d)));
+    }
+    g.bench_function("guarded_relay_per_event", |b| {
+        b.iter(|| {
+            let mut guard = ResponseGuard::new(
+                policy.clone(),
+                vec!["eng".into()],
+                "claude-sonnet-4-5".into(),
+                key.clone(),
+                Pseudonyms::default(),
+                1 << 20,
+            );
+            let mut decoder = Decoder::new(1 << 20);
+            let mut out = 0;
+            for event in decoder.push(&wire).unwrap_or_default() {
+                for e in guard.event(event).unwrap_or_default() {
+                    out += encode(&e).len();
+                }
+            }
+            out
+        })
+    });
+    g.finish();
+}
+
+fn entry(i: u64) -> Draft {
+    Draft {
+        kind: Kind::Response,
+        request_id: format!("req_bench_{i:010}"),
+        at_ms: 1_800_000_000_000 + i as i64,
+        index: Index {
+            subject: Some("bench-user".into()),
+            groups: vec!["eng".into()],
+            model: Some("claude-sonnet-4-5".into()),
+            decision: Some("allow".into()),
+            rules: vec!["redact-pii".into()],
+            status: Some(200),
+        },
+        detail: airlock_audit::detail(&json!({"route": "messages", "method": "POST",
+            "usage": {"input_tokens": 1200, "output_tokens": 300},
+            "timings_us": {"total": 2300, "upstream": 1900, "first_byte": 2100},
+            "response_body": {"content": [{"type": "text", "text": PROSE.repeat(8)}]}})),
+    }
+}
+
+fn audit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("audit");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("seal_one_1KB_entry", |b| {
+        let chain = Chain::start("bench");
+        b.iter_batched(|| vec![entry(1)], |d| chain.seal(d), BatchSize::SmallInput)
+    });
+    let dir = std::env::temp_dir().join(format!("airlock-microbench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = airlock_config::StoreUrl::Sqlite(dir.join("audit.db"));
+    let mut store = airlock_store::Store::open(&url).expect("open the bench store");
+    let mut chain = Chain::start("bench");
+    let mut i = 0;
+    // One entry per transaction: the commit (and fsync) a lone `request`-mode entry waits for.
+    g.bench_function("append_one_committed_entry_sqlite", |b| {
+        b.iter(|| {
+            i += 1;
+            let (sealed, next) = chain.seal(vec![entry(i)]);
+            store.append(&sealed).expect("append");
+            chain = next;
+        })
+    });
+    g.finish();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, detect, policy, sse, masker, audit);
+criterion_main!(benches);
