@@ -20,41 +20,14 @@ use airlock_detect::{MaskKey, Pseudonyms, StreamMasker};
 use airlock_policy::{Policy, ResponseGuard};
 use airlock_wire::sse::{Decoder, Event, encode};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::hint::black_box;
 use std::sync::Arc;
 
-const PROSE: &str = "The agent reads the repository, runs the tests and proposes a change to the \
-    function that parses the configuration file; it then explains the change and the risk. ";
+#[path = "../../policy/benches/support/request.rs"]
+mod request;
 
-/// An agent request of about `target` bytes: system prompt, a tool, a history of Bash calls
-/// and their results, one e-mail address (so the body is also redacted).
-fn agent_request(target: usize) -> Map<String, Value> {
-    let mut messages = vec![
-        json!({"role": "user", "content": "Fix the failing test in crates/config and tell jane.doe@example.com when done."}),
-    ];
-    let mut i = 0;
-    while json!(messages).to_string().len() < target {
-        let id = format!("toolu_{i:04}");
-        messages.push(json!({"role": "assistant", "content": [
-            {"type": "text", "text": PROSE},
-            {"type": "tool_use", "id": id, "name": "Bash", "input": {"command": format!("cargo test -- case_{i}")}}]}));
-        messages.push(json!({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": id, "content": format!("running 12 tests\n{}test result: ok\n", PROSE.repeat(2))}]}));
-        i += 1;
-    }
-    let v = json!({
-        "model": "claude-sonnet-4-5",
-        "max_tokens": 4096,
-        "system": [{"type": "text", "text": "You are a careful coding agent."}],
-        "tools": [{"name": "Bash", "description": "Run a shell command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
-        "messages": messages,
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
+use request::{PROSE, request as agent_request};
 
 fn detect(c: &mut Criterion) {
     let policy = Policy::bundled();

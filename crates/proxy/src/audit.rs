@@ -339,10 +339,12 @@ pub fn capped_body(body: serde_json::Value, max: usize) -> Option<Box<RawValue>>
     if max == 0 {
         return None;
     }
-    let text = body.to_string();
-    if text.len() <= max {
-        return RawValue::from_string(text).ok();
+    // Serialised straight into a RawValue (no second parse to validate what was just written).
+    let raw = serde_json::value::to_raw_value(&body).ok()?;
+    if raw.get().len() <= max {
+        return Some(raw);
     }
+    let text = raw.get();
     let mut cut = max;
     while !text.is_char_boundary(cut) {
         cut -= 1;
