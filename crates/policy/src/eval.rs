@@ -209,7 +209,7 @@ impl Policy {
         let mut texts: Vec<(Part, String)> = Vec::new();
         parts::visit(body, &mut |part, s| texts.push((part, s.clone())));
         let text_bytes: usize = texts.iter().map(|(_, s)| s.len()).sum::<usize>()
-            + body.get("tools").map_or(0, |t| t.to_string().len());
+            + body.get("tools").map_or(0, airlock_wire::json_len);
         v.estimated_tokens = estimate_tokens(text_bytes);
         if let Some(max) = allow.max_prompt_tokens
             && v.estimated_tokens > max
@@ -430,7 +430,7 @@ impl Policy {
         let mut texts: Vec<(Part, String)> = Vec::new();
         parts::visit(&mut body, &mut |part, s| texts.push((part, s.clone())));
         let text_bytes: usize = texts.iter().map(|(_, s)| s.len()).sum::<usize>()
-            + body.get("tools").map_or(0, |t| t.to_string().len());
+            + body.get("tools").map_or(0, airlock_wire::json_len);
         let findings: Vec<Arc<Vec<Finding>>> =
             texts.iter().map(|(_, s)| Arc::new(self.detect.find_all(s))).collect();
         let offered = tool_names(&body);

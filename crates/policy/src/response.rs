@@ -67,7 +67,7 @@ impl Transcript {
             }
             "content_block_start" => {
                 let block = v.get("content_block").cloned().unwrap_or(Value::Null);
-                if self.room(block.to_string().len()) {
+                if self.room(airlock_wire::json_len(&block)) {
                     self.blocks.insert(i, block);
                 }
             }
@@ -208,7 +208,7 @@ impl ResponseGuard {
     pub fn json(&mut self, message: &mut Value) -> Result<bool, Reject> {
         let result = self.json_inner(message);
         if let (Ok(_), Some(t), Value::Object(m)) = (&result, self.transcript.as_mut(), &*message) {
-            let size = message.to_string().len();
+            let size = airlock_wire::json_len(message);
             if size <= t.max_bytes {
                 t.message = m.clone();
                 if let Some(Value::Array(blocks)) = t.message.remove("content") {

@@ -12,6 +12,6 @@ pub mod sse;
 pub mod usage;
 
 pub use error::{ErrorType, envelope, sse_error_event};
-pub use request::{InspectError, MessagesRequest, inspect_messages, tool_result_text};
+pub use request::{InspectError, MessagesRequest, inspect_messages, json_len, tool_result_text};
 pub use sse::{Decoder, DecoderError, Event, encode};
 pub use usage::{Usage, usage_of, usage_of_event};

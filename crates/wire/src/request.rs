@@ -59,9 +59,39 @@ pub fn inspect_messages(bytes: &[u8]) -> Result<MessagesRequest, InspectError> {
     Ok(MessagesRequest { body, model, stream })
 }
 
+/// The length of `value` as compact JSON text, counted without building the text (sizes for
+/// bounds and token estimates on the request path).
+pub fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut n, value);
+    n.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_len_is_the_length_of_the_text() {
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!({"a": [1, "é\n\"x\"", {"b": true}], "c": 1.5}),
+            serde_json::json!([{"name": "Bash", "input_schema": {"type": "object"}}]),
+        ] {
+            assert_eq!(json_len(&v), v.to_string().len(), "{v}");
+        }
+    }
 
     fn check(input: &str, expected: Result<(Option<&str>, bool), InspectError>) {
         let got = inspect_messages(input.as_bytes()).map(|r| (r.model, r.stream));
