@@ -177,7 +177,8 @@ pub enum Durability {
     Request,
     /// As `Request`, and the response is released only once recorded.
     Strict,
-    /// Everything within the group-commit window; a crash can lose the last window.
+    /// Everything within the group-commit window (`commit_window`); a crash can lose the
+    /// last window.
     Batch,
 }
 
@@ -185,6 +186,11 @@ pub enum Durability {
 pub struct AuditConfig {
     pub on_store_failure: OnStoreFailure,
     pub durability: Durability,
+    /// How long entries nobody waits for (in `batch` mode all of them; in `request` mode the
+    /// `response` entries) gather before they commit: one transaction (one fsync) per window
+    /// instead of one per entry at low rates. An entry a request waits for commits at once,
+    /// with everything gathered. Bounds what a crash can lose.
+    pub commit_window: Duration,
     /// This gateway's chain name; `None`: the host name (or `airlock`).
     pub instance: Option<String>,
     /// Ed25519 key that signs checkpoints; `None`: `audit.key` beside the SQLite file, or
@@ -209,6 +215,7 @@ impl Default for AuditConfig {
         AuditConfig {
             on_store_failure: OnStoreFailure::FailClosed,
             durability: Durability::Request,
+            commit_window: Duration::from_millis(10),
             instance: None,
             signing_key_file: None,
             checkpoint_file: None,
@@ -555,6 +562,9 @@ fn read_audit(a: &mut Map<'_>, w: &mut Walker) -> AuditConfig {
     let durability = a
         .field("durability", w, |f, w| one_of(f, w, &["request", "strict", "batch"]))
         .map_or(d.durability, |i| [Durability::Request, Durability::Strict, Durability::Batch][i]);
+    let commit_window = a
+        .field("commit_window", w, |f, w| f.duration_in(w, Duration::ZERO, SECOND))
+        .unwrap_or(d.commit_window);
     let instance = a.field("instance", w, |f, w| {
         let s = f.string(w)?;
         if !airlock_audit::valid_chain_name(&s) {
@@ -580,6 +590,7 @@ fn read_audit(a: &mut Map<'_>, w: &mut Walker) -> AuditConfig {
     AuditConfig {
         on_store_failure,
         durability,
+        commit_window,
         instance,
         signing_key_file,
         checkpoint_file,
@@ -825,6 +836,13 @@ audit:
                 "3:13 audit.instance: must be 1-64 of A-Z a-z 0-9 . _ -",
                 "4:23 audit.checkpoint_webhook: must be an https:// URL (http:// only for loopback)",
             ]
+        );
+        assert_eq!(crate::parse("x", "").unwrap().audit.commit_window, Duration::from_millis(10));
+        let c = crate::parse("x", "audit:\n  commit_window: 0ms\n").unwrap();
+        assert_eq!(c.audit.commit_window, Duration::ZERO);
+        assert_eq!(
+            errors("audit:\n  commit_window: 2s\n"),
+            vec!["2:18 audit.commit_window: `2s` is out of range (0s to 1s)"]
         );
     }
 

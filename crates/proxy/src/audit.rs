@@ -150,6 +150,7 @@ impl Audit {
             checkpoint_interval: config.audit.checkpoint_interval,
             checkpoint_file: Some(checkpoint_file(config)),
             max_batch: MAX_BATCH,
+            window: config.audit.commit_window,
         };
         let writer = Writer::start(&config.store, key, options, on_checkpoint)?;
         let reader = Store::open(&config.store)?;

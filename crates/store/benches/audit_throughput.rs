@@ -59,6 +59,7 @@ fn writer(dir: &std::path::Path, name: &str) -> Writer {
         checkpoint_interval: Duration::from_secs(60),
         checkpoint_file: Some(dir.join(format!("{name}.jsonl"))),
         max_batch: 2048,
+        window: Duration::ZERO,
     };
     let url = StoreUrl::Sqlite(dir.join(format!("{name}.db")));
     Writer::start(&url, SessionKeys::generate().unwrap(), options, None).unwrap()

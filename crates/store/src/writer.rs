@@ -6,6 +6,12 @@
 //! is many entries per fsync. A caller that must not go on before its entry is durable awaits
 //! [`Writer::append`]; others use [`Writer::append_detached`].
 //!
+//! With a `window` (`audit.commit_window`), a group of detached entries stays open that long
+//! from its first entry, so a slow trickle of entries is still one transaction per window,
+//! not one per entry (each transaction rewrites whole pages of the table and its indexes,
+//! and fsyncs). An awaited entry, a sync or a stop closes the group at once: nobody waits on
+//! the window.
+//!
 //! Checkpoints are signed every `checkpoint_every` entries or `checkpoint_interval`, also
 //! when idle, and at start and stop; each is stored, appended to the checkpoint file (one JSON
 //! line, fsynced) and handed to `on_checkpoint` (the gateway's webhook).
@@ -37,6 +43,9 @@ pub struct WriterOptions {
     /// Checkpoints are also appended here, one JSON line each (`{"chain":…,"note":…}`).
     pub checkpoint_file: Option<PathBuf>,
     pub max_batch: usize,
+    /// How long a group of detached entries stays open from its first entry (zero: it
+    /// closes as soon as the queue is empty).
+    pub window: Duration,
 }
 
 /// Why an entry was not committed.
@@ -246,19 +255,34 @@ impl Worker {
             let mut stop = false;
             match rx.recv_timeout(wait) {
                 Ok(job) => {
+                    let close = Instant::now() + self.options.window;
                     let mut next = Some(job);
                     while let Some(job) = next {
+                        let mut awaited = false;
                         match job {
-                            Job::Append(draft, done) => batch.push((*draft, done)),
+                            Job::Append(draft, done) => {
+                                awaited = done.is_some();
+                                batch.push((*draft, done));
+                            }
                             Job::Sync(done) => syncs.push(done),
                             Job::Stop => stop = true,
                         }
-                        // A sync closes the group: it answers for everything before it.
-                        next = if stop || !syncs.is_empty() || batch.len() >= self.options.max_batch
+                        // Someone waiting closes the group: a sync answers for everything
+                        // before it, an awaited entry must not sit out the window.
+                        next = if stop
+                            || awaited
+                            || !syncs.is_empty()
+                            || batch.len() >= self.options.max_batch
                         {
                             None
                         } else {
-                            rx.try_recv().ok()
+                            match rx.try_recv() {
+                                Ok(job) => Some(job),
+                                Err(_) => {
+                                    let left = close.saturating_duration_since(Instant::now());
+                                    if left.is_zero() { None } else { rx.recv_timeout(left).ok() }
+                                }
+                            }
                         };
                     }
                 }

@@ -41,6 +41,7 @@ fn options(chain: &str) -> WriterOptions {
         checkpoint_interval: Duration::from_secs(3600),
         checkpoint_file: None,
         max_batch: 64,
+        window: Duration::ZERO,
     }
 }
 
@@ -402,5 +403,56 @@ fn approvals_decide_once_and_release_the_body_once() {
         store.hold(&held("a6", "wait", 20_000), Some(body)).unwrap();
         assert_eq!(store.abandon_instance("a", 20_100).unwrap(), 1);
         assert_eq!(store.approval("a6").unwrap().unwrap().state, "abandoned");
+    }
+}
+
+/// Entries in `store` for request `id`.
+fn entries_of(url: &StoreUrl, id: &str) -> usize {
+    let q = airlock_store::Query { limit: 1000, request_id: Some(id.into()), ..Default::default() };
+    Store::open(url).unwrap().search(&q).unwrap().len()
+}
+
+#[test]
+fn a_commit_window_never_holds_an_awaited_entry_or_a_detached_one_forever() {
+    for url in backends() {
+        let key = SessionKeys::generate().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        // A window longer than any test: an awaited entry, a sync or a stop must close the
+        // group (otherwise this test hangs, and the runner's timeout fails it).
+        let chain = unique("w");
+        let long = WriterOptions { window: Duration::from_secs(3600), ..options(&chain) };
+        let writer =
+            Writer::start(&url, SessionKeys::from_pem(&key.to_pem()).unwrap(), long, None).unwrap();
+        rt.block_on(async {
+            writer.append_detached(draft(Kind::Request, "d1", "alice"));
+            writer.append(draft(Kind::Request, "a1", "alice")).await.unwrap();
+        });
+        // The detached entry queued before it committed in the same group.
+        assert_eq!((entries_of(&url, "d1"), entries_of(&url, "a1")), (1, 1), "{url:?}");
+        rt.block_on(async {
+            writer.append_detached(draft(Kind::Response, "d1", "alice"));
+            writer.sync().await.unwrap();
+        });
+        assert_eq!(entries_of(&url, "d1"), 2, "{url:?}: a sync commits the open group");
+        writer.append_detached(draft(Kind::Response, "a1", "alice"));
+        writer.close();
+        assert_eq!(entries_of(&url, "a1"), 2, "{url:?}: a stop commits the open group");
+
+        // A short window closes by itself: a lone detached entry commits with nothing after it.
+        let chain = unique("w");
+        let short = WriterOptions { window: Duration::from_millis(20), ..options(&chain) };
+        let writer =
+            Writer::start(&url, SessionKeys::from_pem(&key.to_pem()).unwrap(), short, None)
+                .unwrap();
+        writer.append_detached(draft(Kind::Record, "lone", "alice"));
+        let mut polls = 0;
+        while entries_of(&url, "lone") == 0 {
+            polls += 1;
+            assert!(polls < 500, "{url:?}: the window never closed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        writer.close();
+        let reports = verify(&url, &key, &[]);
+        assert_eq!(first_bad(&reports), None, "{url:?}: {reports:?}");
     }
 }
