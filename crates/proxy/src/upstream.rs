@@ -1,5 +1,12 @@
-//! The upstream client: pooled connections, rustls (ring) for TLS, HTTP/1.1 and HTTP/2 (ALPN),
-//! a connect timeout, a time-to-headers timeout, and retries only when no byte was sent.
+//! The upstream client: pooled connections, rustls (ring) for TLS, HTTP/1.1, a connect
+//! timeout, a time-to-headers timeout, and retries only when no byte was sent.
+//!
+//! HTTP/1.1 only, on purpose (ALPN offers `http/1.1` alone): hyper's pool keeps one HTTP/2
+//! connection per host and never opens a second when the server's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS` is reached (hyperium/hyper#3623), so past that many
+//! open streams — long SSE streams stay open for minutes — every new request would wait
+//! for one to end, then time out. One connection per request in flight (pooled and reused)
+//! is what the official SDKs do too.
 //!
 //! Redirects are never followed (hyper's client has no redirect logic, and a 3xx is turned
 //! into a 502 by the pipeline), so the upstream credential cannot be sent to another host.
@@ -152,7 +159,7 @@ pub(crate) fn connector(
         }
         Err(e) => return Err(UpstreamSetupError::Roots(e)),
     };
-    Ok(builder.https_or_http().enable_http1().enable_http2().wrap_connector(http))
+    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
 }
 
 fn empty_tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
