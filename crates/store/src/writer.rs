@@ -9,8 +9,8 @@
 //! With a `window` (`audit.commit_window`), a group of detached entries stays open that long
 //! from its first entry, so a slow trickle of entries is still one transaction per window,
 //! not one per entry (each transaction rewrites whole pages of the table and its indexes,
-//! and fsyncs). An awaited entry, a sync or a stop closes the group at once: nobody waits on
-//! the window.
+//! and fsyncs). An awaited entry ends the wait (what is already queued still joins its
+//! group), a sync or a stop closes the group at once: nobody waits on the window.
 //!
 //! Checkpoints are signed every `checkpoint_every` entries or `checkpoint_interval`, also
 //! when idle, and at start and stop; each is stored, appended to the checkpoint file (one JSON
@@ -29,7 +29,7 @@ use airlock_authn::SessionKeys;
 use airlock_config::StoreUrl;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,6 +71,8 @@ pub struct Writer {
 
 struct State {
     depth: AtomicUsize,
+    /// Transactions committed (entries per commit = entries / commits).
+    commits: AtomicU64,
     healthy: AtomicBool,
     chain: String,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -98,6 +100,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel();
         let state = Arc::new(State {
             depth: AtomicUsize::new(0),
+            commits: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             chain: options.chain.clone(),
             thread: Mutex::new(None),
@@ -144,6 +147,11 @@ impl Writer {
     /// Entries queued and not yet committed.
     pub fn depth(&self) -> usize {
         self.state.depth.load(Ordering::Relaxed)
+    }
+
+    /// Groups committed so far.
+    pub fn commits(&self) -> u64 {
+        self.state.commits.load(Ordering::Relaxed)
     }
 
     /// False after a failed commit, until one succeeds again.
@@ -256,28 +264,27 @@ impl Worker {
             match rx.recv_timeout(wait) {
                 Ok(job) => {
                     let close = Instant::now() + self.options.window;
+                    // Someone is waiting on this group: take what is queued, but do not wait
+                    // out the window for more.
+                    let mut hurry = false;
                     let mut next = Some(job);
                     while let Some(job) = next {
-                        let mut awaited = false;
                         match job {
                             Job::Append(draft, done) => {
-                                awaited = done.is_some();
+                                hurry |= done.is_some();
                                 batch.push((*draft, done));
                             }
                             Job::Sync(done) => syncs.push(done),
                             Job::Stop => stop = true,
                         }
-                        // Someone waiting closes the group: a sync answers for everything
-                        // before it, an awaited entry must not sit out the window.
-                        next = if stop
-                            || awaited
-                            || !syncs.is_empty()
-                            || batch.len() >= self.options.max_batch
+                        // A sync closes the group: it answers for everything before it.
+                        next = if stop || !syncs.is_empty() || batch.len() >= self.options.max_batch
                         {
                             None
                         } else {
                             match rx.try_recv() {
                                 Ok(job) => Some(job),
+                                Err(_) if hurry => None,
                                 Err(_) => {
                                     let left = close.saturating_duration_since(Instant::now());
                                     if left.is_zero() { None } else { rx.recv_timeout(left).ok() }
@@ -316,6 +323,9 @@ impl Worker {
         let entries = drafts.len();
         let result = self.try_commit(drafts).map_err(|e| WriteError(e.to_string()));
         state.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if result.is_ok() {
+            state.commits.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(e) = &result {
             tracing::error!(target: "airlock::audit", error = %e, entries, "audit commit failed");
         }

@@ -456,3 +456,32 @@ fn a_commit_window_never_holds_an_awaited_entry_or_a_detached_one_forever() {
         assert_eq!(first_bad(&reports), None, "{url:?}: {reports:?}");
     }
 }
+
+#[test]
+fn entries_waited_on_together_share_commits() {
+    for url in backends() {
+        let key = SessionKeys::generate().unwrap();
+        let writer = Writer::start(&url, key, options(&unique("g")), None).unwrap();
+        let before = writer.commits();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            // All 32 are queued within one turn of the runtime, while the writer is waking
+            // up or committing the first of them.
+            let waits: Vec<_> = (0..32)
+                .map(|i| {
+                    let writer = writer.clone();
+                    tokio::spawn(async move {
+                        writer.append(draft(Kind::Request, &format!("g{i}"), "alice")).await
+                    })
+                })
+                .collect();
+            for w in waits {
+                w.await.unwrap().unwrap();
+            }
+        });
+        let commits = writer.commits() - before;
+        // One commit per entry would be 32: what queued during a commit joins the next one.
+        assert!(commits <= 8, "{url:?}: {commits} commits for 32 entries waited on together");
+        writer.close();
+    }
+}
