@@ -416,7 +416,7 @@ fn entries_of(url: &StoreUrl, id: &str) -> usize {
 fn a_commit_window_never_holds_an_awaited_entry_or_a_detached_one_forever() {
     for url in backends() {
         let key = SessionKeys::generate().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         // A window longer than any test: an awaited entry, a sync or a stop must close the
         // group (otherwise this test hangs, and the runner's timeout fails it).
         let chain = unique("w");
