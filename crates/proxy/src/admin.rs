@@ -108,16 +108,27 @@ impl Handler for Admin {
                     st.reload_failures,
                     u8::from(st.last_error.is_none())
                 ) + &match &self.gateway.audit {
-                    Some(a) => format!(
-                        "# HELP airlock_audit_healthy 1 while the audit store commits.\n\
+                    Some(a) => {
+                        let (commits, entries) = a.commits();
+                        format!(
+                            "# HELP airlock_audit_healthy 1 while the audit store commits.\n\
                          # TYPE airlock_audit_healthy gauge\n\
                          airlock_audit_healthy {}\n\
                          # HELP airlock_audit_queue_depth Entries waiting for the audit writer.\n\
                          # TYPE airlock_audit_queue_depth gauge\n\
-                         airlock_audit_queue_depth {}\n",
-                        u8::from(a.healthy()),
-                        a.queue_depth()
-                    ),
+                         airlock_audit_queue_depth {}\n\
+                         # HELP airlock_audit_commits_total Audit transactions committed (one fsync each).\n\
+                         # TYPE airlock_audit_commits_total counter\n\
+                         airlock_audit_commits_total {}\n\
+                         # HELP airlock_audit_entries_total Audit entries committed.\n\
+                         # TYPE airlock_audit_entries_total counter\n\
+                         airlock_audit_entries_total {}\n",
+                            u8::from(a.healthy()),
+                            a.queue_depth(),
+                            commits,
+                            entries
+                        )
+                    }
                     None => String::new(),
                 } + &gw.metrics.render()
                     + &self.gauges().await;

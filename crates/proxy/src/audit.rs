@@ -187,6 +187,11 @@ impl Audit {
         self.writer.depth()
     }
 
+    /// Transactions committed and the entries in them, since start.
+    pub fn commits(&self) -> (u64, u64) {
+        (self.writer.commits(), self.writer.committed())
+    }
+
     pub fn durability(&self) -> Durability {
         self.durability
     }

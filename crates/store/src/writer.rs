@@ -71,8 +71,9 @@ pub struct Writer {
 
 struct State {
     depth: AtomicUsize,
-    /// Transactions committed (entries per commit = entries / commits).
+    /// Transactions committed, and the entries in them.
     commits: AtomicU64,
+    committed: AtomicU64,
     healthy: AtomicBool,
     chain: String,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -101,6 +102,7 @@ impl Writer {
         let state = Arc::new(State {
             depth: AtomicUsize::new(0),
             commits: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             chain: options.chain.clone(),
             thread: Mutex::new(None),
@@ -152,6 +154,11 @@ impl Writer {
     /// Groups committed so far.
     pub fn commits(&self) -> u64 {
         self.state.commits.load(Ordering::Relaxed)
+    }
+
+    /// Entries committed so far (over [`Writer::commits`]: the entries per commit).
+    pub fn committed(&self) -> u64 {
+        self.state.committed.load(Ordering::Relaxed)
     }
 
     /// False after a failed commit, until one succeeds again.
@@ -325,6 +332,7 @@ impl Worker {
         state.healthy.store(result.is_ok(), Ordering::Relaxed);
         if result.is_ok() {
             state.commits.fetch_add(1, Ordering::Relaxed);
+            state.committed.fetch_add(entries as u64, Ordering::Relaxed);
         }
         if let Err(e) = &result {
             tracing::error!(target: "airlock::audit", error = %e, entries, "audit commit failed");

@@ -373,9 +373,21 @@ async fn admins_read_and_verify_the_audit_log_over_the_api() {
         report["chains"][0]["problem"]["text"].as_str().unwrap().contains("edited"),
         "{report}"
     );
-    // And the metrics say the writer is healthy.
+    // And the metrics say the writer is healthy, and how many entries each commit carried.
     let (_, _, metrics) = h.admin_call(Method::GET, "/metrics", &[], "").await;
-    assert!(String::from_utf8_lossy(&metrics).contains("airlock_audit_healthy 1"));
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("airlock_audit_healthy 1"));
+    let value = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap();
+        line[name.len() + 1..].parse().unwrap()
+    };
+    let (commits, entries) =
+        (value("airlock_audit_commits_total"), value("airlock_audit_entries_total"));
+    // At least the first request's two entries (its audit entries were read above).
+    assert!(
+        commits >= 1 && entries >= 2 && entries >= commits,
+        "{commits} commits, {entries} entries"
+    );
 }
 
 /// Checkpoints also leave the database: each is POSTed to `audit.checkpoint_webhook` as its
