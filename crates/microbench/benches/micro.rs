@@ -1,10 +1,12 @@
 //! Criterion micro-benchmarks of the request path's parts, one group each:
 //!
-//! - `detect`: detector scan throughput (MB/s) of the bundled policy's response pack;
+//! - `detect`: detector scan throughput (MB/s) of the bundled policy's response pack, and the
+//!   fixed cost of scanning one short string;
 //! - `policy`: judging (and redacting) a 4.5 KB agent request with the bundled policy;
 //! - `sse`: decoding one `content_block_delta` event from bytes, and encoding one;
-//! - `masker`: the streaming masker per text delta, and the whole response guard per SSE
-//!   event (decode, mask, re-encode as the relay does);
+//! - `masker`: the streaming masker per text delta, the whole response guard per SSE event
+//!   (decode, mask, re-encode as the relay does), and per whole JSON reply (parse, mask, the
+//!   audit transcript);
 //! - `audit`: sealing entries into the hash chain, and appending one committed entry to
 //!   SQLite with full durability (each one a transaction and an fsync).
 //!
@@ -37,6 +39,12 @@ fn detect(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.bench_function("scan_1MiB_response_pack", |b| {
         b.iter(|| pack.find_all(black_box(&text)).len())
+    });
+    // The fixed cost of one scan: a short string, as the audit copy and the response guard
+    // scan every string of a JSON message one by one (ids, model names, stop reasons).
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("scan_one_17_byte_string", |b| {
+        b.iter(|| pack.find_all(black_box("claude-sonnet-4-5")).len())
     });
     g.finish();
 }
@@ -131,6 +139,29 @@ fn masker(c: &mut Criterion) {
     for d in &deltas {
         wire.extend_from_slice(&encode(&delta_event(d)));
     }
+    // A whole non-streamed reply (the mock's, about 400 bytes) through what the pipeline does
+    // with it: parse, mask and check (`json`), the masked transcript for the audit log, and
+    // that copy serialised.
+    let reply_json = br#"{"id":"msg_mock000000","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hello from the Airlock mock upstream."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":17,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":12,"service_tier":"standard","inference_geo":"not_available"}}"#;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("guard_whole_json_reply", |b| {
+        b.iter(|| {
+            let mut guard = ResponseGuard::new(
+                policy.clone(),
+                vec!["eng".into()],
+                "claude-sonnet-4-5".into(),
+                key.clone(),
+                Pseudonyms::default(),
+                1 << 20,
+            );
+            guard.keep_transcript(256 * 1024);
+            let mut message: Value = serde_json::from_slice(black_box(reply_json)).unwrap();
+            let changed = guard.json(&mut message).unwrap_or(false);
+            let copy = guard.transcript().map(|t| serde_json::value::to_raw_value(&t).unwrap());
+            (changed, copy.map(|c| c.get().len()))
+        })
+    });
+    g.throughput(Throughput::Elements(n));
     g.bench_function("guarded_relay_per_event", |b| {
         b.iter(|| {
             let mut guard = ResponseGuard::new(
