@@ -97,6 +97,18 @@ fn sse(c: &mut Criterion) {
     g.finish();
 }
 
+/// The response guard a `messages` call of group `eng` gets, as the pipeline builds it.
+fn new_guard(policy: &Arc<Policy>, key: &Arc<MaskKey>) -> ResponseGuard {
+    ResponseGuard::new(
+        policy.clone(),
+        vec!["eng".into()],
+        "claude-sonnet-4-5".into(),
+        key.clone(),
+        Pseudonyms::default(),
+        1 << 20,
+    )
+}
+
 fn masker(c: &mut Criterion) {
     let policy = Arc::new(Policy::bundled());
     let pack = policy.mask_pack().expect("the bundled policy masks responses").clone();
@@ -146,14 +158,7 @@ fn masker(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("guard_whole_json_reply", |b| {
         b.iter(|| {
-            let mut guard = ResponseGuard::new(
-                policy.clone(),
-                vec!["eng".into()],
-                "claude-sonnet-4-5".into(),
-                key.clone(),
-                Pseudonyms::default(),
-                1 << 20,
-            );
+            let mut guard = new_guard(&policy, &key);
             guard.keep_transcript(256 * 1024);
             let mut message: Value = serde_json::from_slice(black_box(reply_json)).unwrap();
             let changed = guard.json(&mut message).unwrap_or(false);
@@ -164,14 +169,7 @@ fn masker(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n));
     g.bench_function("guarded_relay_per_event", |b| {
         b.iter(|| {
-            let mut guard = ResponseGuard::new(
-                policy.clone(),
-                vec!["eng".into()],
-                "claude-sonnet-4-5".into(),
-                key.clone(),
-                Pseudonyms::default(),
-                1 << 20,
-            );
+            let mut guard = new_guard(&policy, &key);
             let mut decoder = Decoder::new(1 << 20);
             let mut out = 0;
             for event in decoder.push(&wire).unwrap_or_default() {
