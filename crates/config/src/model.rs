@@ -101,6 +101,10 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Attempts for a request whose bytes never reached the upstream (connect failures).
     pub max_connect_attempts: u32,
+    /// HTTP/2 to the upstream (`upstream.http2`): ALPN `h2` over TLS, prior knowledge over
+    /// `http://`; requests share connections, at most `http2_max_streams` on each.
+    pub http2: bool,
+    pub http2_max_streams: u32,
 }
 
 /// Where the upstream API key comes from. The key itself is read by the binary, once.
@@ -501,6 +505,11 @@ fn read_upstream(m: &mut Map<'_>, w: &mut Walker) -> UpstreamConfig {
             .field("max_connect_attempts", w, |f, w| f.u64_in(w, 1, 5))
             .map(|n| n as u32)
             .unwrap_or(2),
+        http2: m.field("http2", w, |f, w| f.bool(w)).unwrap_or(false),
+        http2_max_streams: m
+            .field("http2_max_streams", w, |f, w| f.u64_in(w, 1, 1000))
+            .map(|n| n as u32)
+            .unwrap_or(100),
     }
 }
 
@@ -876,7 +885,7 @@ audit:
             vec![
                 "1:9 listen: `nope` is not an address like 127.0.0.1:8080",
                 "3:8 upstream.url: `ftp://x` must start with http:// or https://",
-                "4:3 upstream.colour: unknown key; expected one of: url, api_key_env, api_key_file, connect_timeout, header_timeout, idle_timeout, max_connect_attempts",
+                "4:3 upstream.colour: unknown key; expected one of: url, api_key_env, api_key_file, connect_timeout, header_timeout, idle_timeout, max_connect_attempts, http2, http2_max_streams",
                 "7:10 identity.session.ttl: must not exceed max_ttl",
                 "10:19 limits.max_body_bytes: 12 bytes is out of range (1024 to 268435456)",
                 "11:8 store: expected sqlite://PATH or postgres://...",

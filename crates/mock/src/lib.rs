@@ -34,6 +34,7 @@ type MockBody = UnsyncBoxBody<Bytes, std::io::Error>;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: Method,
+    pub version: http::Version,
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -45,7 +46,10 @@ pub struct MockState {
     /// When set, requests must carry this `x-api-key` or get a 401.
     pub expected_key: Option<String>,
     pub fixtures_dir: Option<PathBuf>,
+    /// HTTP/2's `SETTINGS_MAX_CONCURRENT_STREAMS` (hyper's default when unset).
+    pub h2_max_streams: Option<u32>,
     received: Mutex<Vec<Received>>,
+    connections: AtomicU64,
     cancelled: AtomicU64,
     /// Bytes of SSE frames handed to the connection (what back-pressure lets through).
     sent_bytes: AtomicU64,
@@ -61,6 +65,17 @@ impl MockState {
         Arc::new(MockState { expected_key, fixtures_dir, ..MockState::default() })
     }
 
+    /// As [`MockState::new`], allowing at most `h2_max_streams` concurrent streams on each
+    /// HTTP/2 connection.
+    pub fn with_h2_max_streams(
+        expected_key: Option<String>,
+        fixtures_dir: Option<PathBuf>,
+        h2_max_streams: u32,
+    ) -> Arc<MockState> {
+        let h2_max_streams = Some(h2_max_streams);
+        Arc::new(MockState { expected_key, fixtures_dir, h2_max_streams, ..MockState::default() })
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
@@ -68,6 +83,11 @@ impl MockState {
     /// Bytes of SSE frames the mock has managed to hand to its connections so far.
     pub fn sent_bytes(&self) -> u64 {
         self.sent_bytes.load(Ordering::Acquire)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Acquire)
     }
 
     /// Streams whose client (the gateway) went away before the mock finished sending.
@@ -101,15 +121,18 @@ pub async fn serve(
         };
         // Small SSE frames must not wait on Nagle's algorithm.
         let _ = stream.set_nodelay(true);
+        state.connections.fetch_add(1, Ordering::AcqRel);
         let state = state.clone();
         tokio::spawn(async move {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Some(n) = state.h2_max_streams {
+                builder.http2().max_concurrent_streams(n);
+            }
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
@@ -128,6 +151,7 @@ async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<MockB
             }
             log.push(Received {
                 method: parts.method.clone(),
+                version: parts.version,
                 path_and_query: parts
                     .uri
                     .path_and_query()

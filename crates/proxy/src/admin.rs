@@ -402,8 +402,9 @@ impl Admin {
         })
     }
 
-    /// Gauges read at scrape time: requests in flight, held requests pending in the store,
-    /// and whether Redis (when limits use it) answers.
+    /// Gauges read at scrape time: requests in flight, HTTP/2 upstream connections (when the
+    /// upstream speaks HTTP/2), held requests pending in the store, and whether Redis (when
+    /// limits use it) answers.
     async fn gauges(&self) -> String {
         let gw = &self.gateway;
         let in_flight =
@@ -413,6 +414,13 @@ impl Admin {
              # TYPE airlock_requests_in_flight gauge\n\
              airlock_requests_in_flight {in_flight}\n"
         );
+        if let Some(n) = gw.upstream.http2_connections() {
+            out += &format!(
+                "# HELP airlock_upstream_http2_connections HTTP/2 connections open to the upstream.\n\
+                 # TYPE airlock_upstream_http2_connections gauge\n\
+                 airlock_upstream_http2_connections {n}\n"
+            );
+        }
         if let Some(audit) = &gw.audit
             && let Ok(n) = audit.read(|s| s.count_approvals("pending")).await
         {

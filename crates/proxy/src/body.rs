@@ -11,8 +11,9 @@
 //!
 //! Invariant: a stream that fails after it started ends with an SSE `error` event, never with
 //! a `message_stop` the upstream did not send.
-//! Invariant: dropping the relay (client gone) drops the upstream body, which closes the
-//! upstream connection: the upstream call is cancelled, and the record says `client_aborted`.
+//! Invariant: dropping the relay (client gone) drops the upstream body, which cancels the
+//! upstream call (HTTP/1.1: its connection is closed; HTTP/2: its stream is reset), and the
+//! record says `client_aborted`.
 
 use crate::audit::Pending;
 use crate::record::{Outcome, RequestRecord};
@@ -56,7 +57,7 @@ impl Body for ChannelBody {
 
 /// Relays an upstream SSE body to the client event by event.
 pub struct SseRelay {
-    upstream: hyper::body::Incoming,
+    upstream: crate::upstream::UpstreamBody,
     decoder: Decoder,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
@@ -84,7 +85,7 @@ impl std::fmt::Debug for SseRelay {
 
 impl SseRelay {
     pub fn new(
-        upstream: hyper::body::Incoming,
+        upstream: crate::upstream::UpstreamBody,
         max_event_bytes: usize,
         idle_timeout: Duration,
         record: RequestRecord,

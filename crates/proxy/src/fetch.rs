@@ -3,7 +3,7 @@
 //! only to a loopback host), redirects never followed, a total deadline per request and a cap
 //! on the response size. Everything an IdP sends is untrusted input.
 
-use crate::upstream::{UpstreamSetupError, connector};
+use crate::upstream::{Alpn, UpstreamSetupError, connector};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -55,7 +55,7 @@ impl Fetcher {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector(deadline, false)?);
+            .build(connector(deadline, false, Alpn::Http1)?);
         Ok(Fetcher { client, deadline })
     }
 

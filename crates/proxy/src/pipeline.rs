@@ -14,6 +14,7 @@ use crate::body::{ProxyBody, SseRelay, full};
 use crate::record::{Outcome, RequestRecord, RuleHit};
 use crate::reject::Rejection;
 use crate::route::{Local, Route, local_route, route};
+use crate::upstream::UpstreamBody;
 use airlock_detect::Pseudonyms;
 use airlock_policy::{RejectKind, ResponseGuard};
 use bytes::{Bytes, BytesMut};
@@ -114,7 +115,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: IpAddr) -> R
 
 fn sse_relay(
     gw: &Gateway,
-    body: Incoming,
+    body: UpstreamBody,
     guard: Option<ResponseGuard>,
     record: RequestRecord,
 ) -> SseRelay {
@@ -323,7 +324,7 @@ struct Forward {
 struct StreamParts {
     status: StatusCode,
     headers: HeaderMap,
-    body: Incoming,
+    body: UpstreamBody,
     guard: Option<ResponseGuard>,
 }
 
@@ -685,7 +686,7 @@ pub(crate) async fn read_body(
 
 async fn relay(
     gw: &Gateway,
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     record: &mut RequestRecord,
     guard: Option<ResponseGuard>,
 ) -> Result<Relay, Rejection> {
@@ -744,7 +745,7 @@ async fn relay(
 }
 
 async fn read_upstream_body(
-    mut body: Incoming,
+    mut body: UpstreamBody,
     limit: u64,
     idle: Duration,
 ) -> Result<Bytes, Rejection> {

@@ -1,12 +1,18 @@
-//! The upstream client: pooled connections, rustls (ring) for TLS, HTTP/1.1, a connect
-//! timeout, a time-to-headers timeout, and retries only when no byte was sent.
+//! The upstream client: rustls (ring) for TLS, a connect timeout, a time-to-headers timeout,
+//! and retries only when no byte was sent.
 //!
-//! HTTP/1.1 only, on purpose (ALPN offers `http/1.1` alone): hyper's pool keeps one HTTP/2
-//! connection per host and never opens a second when the server's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS` is reached (hyperium/hyper#3623), so past that many
-//! open streams — long SSE streams stay open for minutes — every new request would wait
-//! for one to end, then time out. One connection per request in flight (pooled and reused)
-//! is what the official SDKs do too.
+//! Two transports, chosen by `upstream.http2`:
+//!
+//! - HTTP/1.1 (the default): hyper's pooled client, one connection per request in flight
+//!   (pooled and reused), as the official SDKs do. ALPN offers `http/1.1` alone.
+//! - HTTP/2 ([`H2Pool`]): requests share connections, at most `http2_max_streams` on each and
+//!   never more than the server's `SETTINGS_MAX_CONCURRENT_STREAMS`; past that a new
+//!   connection is opened. (hyper's own pool keeps one HTTP/2 connection per host and never
+//!   opens a second when the server's stream limit is reached — hyperium/hyper#3623 — so past
+//!   that many open streams, and SSE streams stay open for minutes, every new request would
+//!   wait; that is why it is not used.) Each open stream then costs a few KB instead of an
+//!   HTTP/1.1 connection's buffers (docs/benchmarks.md). Over TLS the server must agree to
+//!   `h2` by ALPN; over `http://` it is spoken with prior knowledge.
 //!
 //! Redirects are never followed (hyper's client has no redirect logic, and a 3xx is turned
 //! into a 502 by the pipeline), so the upstream credential cannot be sent to another host.
@@ -16,14 +22,21 @@ use crate::route::Route;
 use airlock_config::{Secret, UpstreamConfig};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::client::conn::http2;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamSetupError {
@@ -36,11 +49,16 @@ pub enum UpstreamSetupError {
 }
 
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    transport: Transport,
     base: Uri,
     api_key: Secret,
     header_timeout: Duration,
     max_connect_attempts: u32,
+}
+
+enum Transport {
+    Http1(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Http2(H2Pool),
 }
 
 impl std::fmt::Debug for Upstream {
@@ -52,21 +70,42 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     pub fn new(config: &UpstreamConfig, api_key: Secret) -> Result<Upstream, UpstreamSetupError> {
         let https = config.url.scheme_str() == Some("https");
-        let connector = connector(config.connect_timeout, https)?;
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .retry_canceled_requests(true)
-            .build(connector);
+        let transport = if config.http2 {
+            Transport::Http2(H2Pool {
+                connector: connector(config.connect_timeout, https, Alpn::H2)?,
+                target: config.url.clone(),
+                https,
+                max_streams: config.http2_max_streams as usize,
+                conns: Mutex::new(Vec::new()),
+                connecting: tokio::sync::Mutex::new(()),
+            })
+        } else {
+            let connector = connector(config.connect_timeout, https, Alpn::Http1)?;
+            Transport::Http1(
+                Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(256)
+                    .retry_canceled_requests(true)
+                    .build(connector),
+            )
+        };
         Ok(Upstream {
-            client,
+            transport,
             base: config.url.clone(),
             api_key,
             header_timeout: config.header_timeout,
             max_connect_attempts: config.max_connect_attempts.max(1),
         })
+    }
+
+    /// HTTP/2 connections open to the upstream now (`None` on HTTP/1.1).
+    pub fn http2_connections(&self) -> Option<usize> {
+        match &self.transport {
+            Transport::Http1(_) => None,
+            Transport::Http2(pool) => Some(pool.open()),
+        }
     }
 
     fn uri(&self, route: &Route, query: Option<&str>) -> Result<Uri, Rejection> {
@@ -94,7 +133,7 @@ impl Upstream {
         query: Option<&str>,
         client_headers: &HeaderMap,
         body: Bytes,
-    ) -> Result<(Response<Incoming>, u32), Rejection> {
+    ) -> Result<(Response<UpstreamBody>, u32), Rejection> {
         let uri = self.uri(route, query)?;
         let headers = crate::headers::upstream_request_headers(client_headers, &self.api_key);
         let mut attempt = 0;
@@ -104,16 +143,31 @@ impl Upstream {
             *request.method_mut() = method.clone();
             *request.uri_mut() = uri.clone();
             *request.headers_mut() = headers.clone();
-            let result =
-                tokio::time::timeout(self.header_timeout, self.client.request(request)).await;
-            match result {
+            let sent = match &self.transport {
+                Transport::Http1(client) => {
+                    let call = async {
+                        match client.request(request).await {
+                            Ok(response) => {
+                                Ok(response.map(|inner| UpstreamBody { inner, lease: None }))
+                            }
+                            Err(e) if e.is_connect() => Err(Failure::NotSent(e.into())),
+                            Err(e) => Err(Failure::Failed(e.into())),
+                        }
+                    };
+                    tokio::time::timeout(self.header_timeout, call).await
+                }
+                Transport::Http2(pool) => {
+                    tokio::time::timeout(self.header_timeout, pool.send(request)).await
+                }
+            };
+            match sent {
                 Ok(Ok(response)) => return Ok((response, attempt)),
-                // A connect error means no byte of this request left the gateway: safe to retry.
-                Ok(Err(e)) if e.is_connect() && attempt < self.max_connect_attempts => {
+                // No byte of this request left the gateway: safe to retry.
+                Ok(Err(Failure::NotSent(e))) if attempt < self.max_connect_attempts => {
                     tracing::debug!(target: "airlock::upstream", error = %e, attempt, "connect failed, retrying");
                     tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
                 }
-                Ok(Err(e)) if e.is_connect() => {
+                Ok(Err(Failure::NotSent(e))) => {
                     tracing::warn!(target: "airlock::upstream", error = %e, "upstream unreachable");
                     return Err(Rejection::upstream(
                         StatusCode::BAD_GATEWAY,
@@ -121,7 +175,7 @@ impl Upstream {
                         "upstream_connect",
                     ));
                 }
-                Ok(Err(e)) => {
+                Ok(Err(Failure::Failed(e))) => {
                     tracing::warn!(target: "airlock::upstream", error = %e, "upstream request failed");
                     return Err(Rejection::upstream(
                         StatusCode::BAD_GATEWAY,
@@ -141,12 +195,190 @@ impl Upstream {
     }
 }
 
+/// Why an upstream call failed: before any byte was sent (retryable), or after.
+enum Failure {
+    NotSent(BoxError),
+    Failed(BoxError),
+}
+
+/// An upstream response body. On HTTP/2 it holds its stream's place on its connection until
+/// it is dropped.
+pub struct UpstreamBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").field("http2", &self.lease.is_some()).finish()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// HTTP/2 connections to the upstream, each carrying at most `max_streams` requests at once
+/// (or fewer, if the server allows fewer). A request takes a place on the busiest connection
+/// with room, so connections fill before new ones open and idle ones drain; a new connection
+/// is opened only when none has room, one at a time. At most one idle connection is kept.
+struct H2Pool {
+    connector: HttpsConnector<HttpConnector>,
+    target: Uri,
+    https: bool,
+    max_streams: usize,
+    conns: Mutex<Vec<Arc<H2Conn>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+struct H2Conn {
+    send: http2::SendRequest<Full<Bytes>>,
+    /// Requests on this connection whose response body is still alive.
+    streams: AtomicUsize,
+    /// `min(max_streams, the server's SETTINGS_MAX_CONCURRENT_STREAMS)`, kept current by the
+    /// connection's task.
+    limit: Arc<AtomicUsize>,
+}
+
+/// A request's place on an HTTP/2 connection, given back when dropped.
+struct Lease(Arc<H2Conn>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// HTTP/2 flow-control window per stream: how much of a response the gateway takes in ahead
+/// of its client. Small enough to bound what a client that stops reading can pin (until
+/// `write_stall_timeout`); the connection window is this times the streams on it, so one
+/// stalled stream never starves the others.
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+
+impl H2Pool {
+    fn open(&self) -> usize {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.iter().filter(|c| !c.send.is_closed()).count()
+    }
+
+    /// A place on a connection with room, if one has it.
+    fn take(&self) -> Option<Lease> {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|c| !c.send.is_closed());
+        // Keep one idle connection; close the rest (dropping the last handle closes it).
+        let mut idle = 0;
+        conns.retain(|c| {
+            if c.streams.load(Ordering::Relaxed) > 0 {
+                return true;
+            }
+            idle += 1;
+            idle == 1
+        });
+        let conn = conns
+            .iter()
+            .filter(|c| c.streams.load(Ordering::Relaxed) < c.limit.load(Ordering::Relaxed))
+            .max_by_key(|c| c.streams.load(Ordering::Relaxed))?;
+        // Taken under the lock, so two requests never take the last place.
+        conn.streams.fetch_add(1, Ordering::Relaxed);
+        Some(Lease(conn.clone()))
+    }
+
+    async fn lease(&self) -> Result<Lease, BoxError> {
+        if let Some(lease) = self.take() {
+            return Ok(lease);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(lease) = self.take() {
+            return Ok(lease);
+        }
+        let conn = self.connect().await?;
+        conn.streams.fetch_add(1, Ordering::Relaxed);
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).push(conn.clone());
+        Ok(Lease(conn))
+    }
+
+    async fn connect(&self) -> Result<Arc<H2Conn>, BoxError> {
+        use tower_service::Service;
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(self.target.clone()).await?;
+        if self.https && !io.connected().is_negotiated_h2() {
+            return Err(
+                "the upstream did not agree to HTTP/2 (ALPN); set upstream.http2: false".into()
+            );
+        }
+        let streams = self.max_streams.max(1);
+        let (send, mut conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(
+                H2_STREAM_WINDOW.saturating_mul(streams as u32).min(i32::MAX as u32),
+            )
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            // Until the server's SETTINGS arrive (one round trip), assume our own cap.
+            .initial_max_send_streams(streams)
+            .handshake(io)
+            .await?;
+        let limit = Arc::new(AtomicUsize::new(streams));
+        let server_limit = limit.clone();
+        tokio::spawn(async move {
+            let ended = std::future::poll_fn(|cx| {
+                let polled = Pin::new(&mut conn).poll(cx);
+                server_limit.store(conn.current_max_send_streams().min(streams), Ordering::Relaxed);
+                polled
+            })
+            .await;
+            if let Err(e) = ended {
+                tracing::debug!(target: "airlock::upstream", error = %e, "HTTP/2 connection ended");
+            }
+        });
+        Ok(Arc::new(H2Conn { send, streams: AtomicUsize::new(0), limit }))
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, Failure> {
+        let lease = self.lease().await.map_err(Failure::NotSent)?;
+        let mut send = lease.0.send.clone();
+        match send.try_send_request(request).await {
+            Ok(response) => Ok(response.map(|inner| UpstreamBody { inner, lease: Some(lease) })),
+            // The request never reached the connection (it closed meanwhile): safe to retry.
+            Err(e) if e.message().is_some() => Err(Failure::NotSent(e.into_error().into())),
+            Err(e) => Err(Failure::Failed(e.into_error().into())),
+        }
+    }
+}
+
+/// What a TLS connection offers by ALPN.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Alpn {
+    Http1,
+    H2,
+}
+
 /// The TLS-capable connector shared by every outbound client (upstream, IdP): rustls with the
 /// ring provider and the system's roots. When no roots can be loaded, plain-http targets (the
 /// mock, a sidecar, a loopback IdP in tests) still work; https ones fail at setup.
 pub(crate) fn connector(
     connect_timeout: Duration,
     need_roots: bool,
+    alpn: Alpn,
 ) -> Result<HttpsConnector<HttpConnector>, UpstreamSetupError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -159,7 +391,11 @@ pub(crate) fn connector(
         }
         Err(e) => return Err(UpstreamSetupError::Roots(e)),
     };
-    Ok(builder.https_or_http().enable_http1().wrap_connector(http))
+    let builder = builder.https_or_http();
+    Ok(match alpn {
+        Alpn::Http1 => builder.enable_http1().wrap_connector(http),
+        Alpn::H2 => builder.enable_http2().wrap_connector(http),
+    })
 }
 
 fn empty_tls_config() -> Result<rustls::ClientConfig, rustls::Error> {

@@ -393,6 +393,29 @@ impl Drop for Harness {
     }
 }
 
+/// `promtool check metrics` reads `text` as valid exposition format, without lint problems.
+pub fn assert_promtool_accepts(text: &str) {
+    let promtool = std::env::var("AIRLOCK_TEST_PROMTOOL").expect(
+        "AIRLOCK_TEST_PROMTOOL must name promtool (scripts/test finds it; .ci/run installs it)",
+    );
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))

@@ -10,6 +10,7 @@ mod crash;
 mod faults;
 mod fuzz_replay;
 mod harness;
+mod http2;
 mod hygiene;
 mod identity;
 mod idp;

@@ -128,25 +128,7 @@ async fn metrics_count_the_traffic_and_parse_as_prometheus() {
     assert!(!text.contains("alice-secret-subject"), "a subject became a label");
 
     // promtool reads it as valid exposition format, without lint problems.
-    let promtool = std::env::var("AIRLOCK_TEST_PROMTOOL").expect(
-        "AIRLOCK_TEST_PROMTOOL must name promtool (scripts/test finds it; .ci/run installs it)",
-    );
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(&text);
 }
 
 /// `airlock status`: one screen from the admin API, for an admin.

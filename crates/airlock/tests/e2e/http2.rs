@@ -1,0 +1,120 @@
+//! `upstream.http2: true`: requests share HTTP/2 connections to the upstream (the mock speaks
+//! HTTP/2 with prior knowledge), never more streams on one than it allows.
+
+use crate::harness::*;
+use airlock_mock::MockState;
+use http::Version;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+
+/// A mock allowing at most `max_streams` concurrent streams per HTTP/2 connection.
+async fn h2_mock(max_streams: Option<u32>) -> (std::net::SocketAddr, Arc<MockState>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (key, fixtures) = (Some(UPSTREAM_KEY.to_owned()), Some(fixtures_dir()));
+    let mock = match max_streams {
+        Some(n) => MockState::with_h2_max_streams(key, fixtures, n),
+        None => MockState::new(key, fixtures),
+    };
+    tokio::spawn(airlock_mock::serve(listener, mock.clone(), std::future::pending()));
+    (addr, mock)
+}
+
+async fn gateway(max_streams: Option<u32>, extra: &str) -> Harness {
+    let (addr, mock) = h2_mock(max_streams).await;
+    let config = format!("upstream:\n  url: UPSTREAM_URL\n  http2: true\n{extra}");
+    Harness::start_against(&format!("http://{addr}"), addr, mock, &config).await
+}
+
+async fn http2_connections(h: &Harness) -> u64 {
+    let (status, _, body) = h.admin_call(http::Method::GET, "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_promtool_accepts(&text);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("airlock_upstream_http2_connections "))
+        .expect("the gauge is there when the upstream speaks HTTP/2");
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn json_and_streamed_calls_share_one_http2_connection() {
+    let h = gateway(None, "").await;
+    for _ in 0..3 {
+        let (status, _, body) = h
+            .messages(r#"{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#, &[])
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(json(&body)["type"], "message");
+    }
+    let resp = h.open_stream("scenario=text; text=one two three").await;
+    assert_eq!(resp.status(), 200);
+    let body = guard(resp.into_body().collect()).await.unwrap().to_bytes();
+    let names: Vec<String> = decode_events(&body).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+
+    let received = h.mock.received();
+    assert_eq!(received.len(), 4);
+    assert!(received.iter().all(|r| r.version == Version::HTTP_2), "every call went over HTTP/2");
+    // The gateway's own credential, never the client's token, on the HTTP/2 side too.
+    assert!(received.iter().all(|r| r.headers["x-api-key"] == UPSTREAM_KEY));
+    assert_eq!(h.mock.connections(), 1, "one connection carried them all");
+    assert_eq!(http2_connections(&h).await, 1);
+}
+
+#[tokio::test]
+async fn open_streams_spread_over_connections_within_the_servers_stream_limit() {
+    // The server allows two streams per connection; the gateway would allow 100. Five long
+    // streams must all start (hyper's own pool would queue the third behind the first two
+    // for as long as they stay open), on three connections.
+    let h = gateway(Some(2), "").await;
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        let resp = guard(h.open_stream("scenario=stall; after=3")).await;
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        guard(body.frame()).await.expect("the stream started").unwrap();
+        open.push(body);
+    }
+    assert_eq!(h.mock.connections(), 3);
+    assert_eq!(http2_connections(&h).await, 3);
+
+    // A client that leaves resets its stream upstream, and its place is free again: the
+    // mock sees each stream cancelled, and new streams need no new connection.
+    open.truncate(1);
+    guard(h.mock.wait_until(|m| m.cancelled() >= 4)).await;
+    h.records.wait_for(4).await;
+    for _ in 0..3 {
+        let resp = guard(h.open_stream("scenario=stall; after=3")).await;
+        let mut body = resp.into_body();
+        guard(body.frame()).await.expect("the stream started").unwrap();
+        open.push(body);
+    }
+    assert_eq!(h.mock.connections(), 3, "freed places were reused");
+    assert!(h.mock.received().iter().all(|r| r.version == Version::HTTP_2));
+}
+
+#[tokio::test]
+async fn the_gateways_own_stream_cap_opens_connections_too() {
+    let h = gateway(None, "  http2_max_streams: 1\n").await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let resp = guard(h.open_stream("scenario=stall; after=3")).await;
+        let mut body = resp.into_body();
+        guard(body.frame()).await.expect("the stream started").unwrap();
+        open.push(body);
+    }
+    assert_eq!(h.mock.connections(), 3);
+    // Once they end, idle connections are closed but one.
+    drop(open);
+    guard(h.mock.wait_until(|m| m.cancelled() >= 3)).await;
+    h.records.wait_for(3).await;
+    let (status, _, _) = h
+        .messages(r#"{"model":"claude-sonnet-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#, &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h.mock.connections(), 3, "an idle connection was reused");
+    assert_eq!(http2_connections(&h).await, 1);
+}
