@@ -162,7 +162,10 @@ fn masker(c: &mut Criterion) {
             guard.keep_transcript(256 * 1024);
             let mut message: Value = serde_json::from_slice(black_box(reply_json)).unwrap();
             let changed = guard.json(&mut message).unwrap_or(false);
-            let copy = guard.transcript().map(|t| serde_json::value::to_raw_value(&t).unwrap());
+            let sent = if changed { message.to_string().len() } else { reply_json.len() };
+            let copy = guard
+                .json_transcript(message, sent)
+                .map(|t| serde_json::value::to_raw_value(&t).unwrap());
             (changed, copy.map(|c| c.get().len()))
         })
     });

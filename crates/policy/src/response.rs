@@ -41,7 +41,11 @@ struct Transcript {
     max_bytes: usize,
     bytes: usize,
     truncated: bool,
-    message: serde_json::Map<String, Value>,
+    /// The `message_start` event's message as sent: parsed only when the transcript is
+    /// made, so an open stream holds its few hundred bytes, not a JSON tree of it.
+    start: Option<String>,
+    /// What `message_delta` events set since, in order.
+    updates: Vec<(String, Value)>,
     blocks: std::collections::BTreeMap<u64, Value>,
     json: HashMap<u64, String>,
 }
@@ -61,8 +65,16 @@ impl Transcript {
         let i = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match v.get("type").and_then(Value::as_str).unwrap_or("") {
             "message_start" => {
-                if let Some(Value::Object(m)) = v.get("message") {
-                    self.message = m.clone();
+                #[derive(serde::Deserialize)]
+                struct Start<'a> {
+                    #[serde(borrow)]
+                    message: &'a serde_json::value::RawValue,
+                }
+                if v.get("message").is_some_and(Value::is_object)
+                    && let Ok(start) = serde_json::from_str::<Start>(&event.data)
+                {
+                    self.start = Some(start.message.get().to_owned());
+                    self.updates.clear();
                 }
             }
             "content_block_start" => {
@@ -103,11 +115,11 @@ impl Transcript {
             "message_delta" => {
                 if let Some(Value::Object(d)) = v.get("delta") {
                     for (k, x) in d {
-                        self.message.insert(k.clone(), x.clone());
+                        self.updates.push((k.clone(), x.clone()));
                     }
                 }
                 if let Some(u) = v.get("usage") {
-                    self.message.insert("usage".into(), u.clone());
+                    self.updates.push(("usage".into(), u.clone()));
                 }
             }
             _ => {}
@@ -159,7 +171,11 @@ impl ResponseGuard {
     /// unless [`ResponseGuard::keep_transcript`] was called.
     pub fn transcript(&self) -> Option<Value> {
         let t = self.transcript.as_ref()?;
-        let mut m = t.message.clone();
+        let mut m: serde_json::Map<String, Value> =
+            t.start.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        for (k, v) in &t.updates {
+            m.insert(k.clone(), v.clone());
+        }
         m.insert("content".into(), Value::Array(t.blocks.values().cloned().collect()));
         if t.truncated {
             m.insert("airlock_truncated".into(), Value::Bool(true));
@@ -204,26 +220,32 @@ impl ResponseGuard {
         Ok(())
     }
 
-    /// A whole (non-streamed) Messages response: `Ok(true)` when it was changed.
+    /// A whole (non-streamed) Messages response: `Ok(true)` when it was changed. Once it is
+    /// released, [`ResponseGuard::json_transcript`] makes its audit copy.
     pub fn json(&mut self, message: &mut Value) -> Result<bool, Reject> {
-        let result = self.json_inner(message);
-        if let (Ok(_), Some(t), Value::Object(m)) = (&result, self.transcript.as_mut(), &*message) {
-            let size = airlock_wire::json_len(message);
-            if size <= t.max_bytes {
-                t.message = m.clone();
-                if let Some(Value::Array(blocks)) = t.message.remove("content") {
-                    t.blocks = blocks.into_iter().enumerate().map(|(i, b)| (i as u64, b)).collect();
-                }
-            } else {
-                t.truncated = true;
-                t.message = m
-                    .iter()
-                    .filter(|(k, _)| *k != "content")
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-            }
+        self.json_inner(message)
+    }
+
+    /// The audit copy of a whole response that went through [`ResponseGuard::json`] and was
+    /// released: `message` is taken as it is (no copy), `size` is its length as sent. A
+    /// response longer than the transcript's bound keeps everything but its content
+    /// (`airlock_truncated`). `None` unless [`ResponseGuard::keep_transcript`] was called.
+    pub fn json_transcript(&self, message: Value, size: usize) -> Option<Value> {
+        let t = self.transcript.as_ref()?;
+        let Value::Object(mut m) = message else { return self.transcript() };
+        if size > t.max_bytes {
+            let mut m: serde_json::Map<String, Value> =
+                m.into_iter().filter(|(k, _)| k != "content").collect();
+            m.insert("content".into(), Value::Array(Vec::new()));
+            m.insert("airlock_truncated".into(), Value::Bool(true));
+            return Some(self.policy.audit_copy(Value::Object(m)));
         }
-        result
+        let content = match m.remove("content") {
+            Some(Value::Array(blocks)) => blocks,
+            _ => Vec::new(),
+        };
+        m.insert("content".into(), Value::Array(content));
+        Some(self.policy.audit_copy(Value::Object(m)))
     }
 
     fn json_inner(&mut self, message: &mut Value) -> Result<bool, Reject> {

@@ -170,3 +170,55 @@ fn a_tool_call_split_across_deltas_is_held_then_blocked_or_masked() {
     let (_, tools) = assemble(&out);
     assert_eq!(tools[&(0, 0)], json!({"command": "ls -la # mail [EMAIL]"}));
 }
+
+/// The audit copy of a stream is the message it assembles to, masked by the audit detectors:
+/// the same as the copy of that message sent whole. Over the bound, the content is left out.
+#[test]
+fn a_streams_audit_copy_is_the_message_it_assembles_to() {
+    let policy = Arc::new(Policy::bundled());
+    let usage = json!({"input_tokens": 12, "output_tokens": 9});
+    let whole = json!({
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+        "content": [{"type": "text", "text": "write to ann.planted@example.com from 10.1.2.3"}],
+        "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
+    });
+    let start = json!({"type": "message_start", "message": {
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+        "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    }});
+    let delta = |t: &str| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}});
+    let events = [
+        start,
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        delta("write to ann.pla"),
+        delta("nted@example.com from 10."),
+        delta("1.2.3"),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": usage}),
+        json!({"type": "message_stop"}),
+    ];
+    let mut streamed = guard(&policy);
+    streamed.keep_transcript(1 << 20);
+    for e in events {
+        streamed.event(Event::named(e["type"].as_str().unwrap(), e.to_string())).unwrap();
+    }
+    let from_stream = streamed.transcript().unwrap();
+
+    let mut sent = guard(&policy);
+    sent.keep_transcript(1 << 20);
+    let mut message = whole.clone();
+    sent.json(&mut message).unwrap();
+    let size = message.to_string().len();
+    let from_whole = sent.json_transcript(message.clone(), size).unwrap();
+    assert_eq!(from_stream, from_whole);
+    let text = from_whole["content"][0]["text"].as_str().unwrap();
+    assert_eq!(text, "write to [EMAIL] from [IP_ADDRESS]");
+    assert_eq!(from_whole["usage"], usage);
+
+    // Longer than the bound: everything but the content, marked.
+    let cut = sent.json_transcript(message, 1 << 21).unwrap();
+    assert_eq!(cut["content"], json!([]));
+    assert_eq!(cut["airlock_truncated"], true);
+    assert_eq!(cut["stop_reason"], "end_turn");
+}

@@ -278,16 +278,22 @@ fn guard_json(
     let result = guard.json(&mut message);
     record.data.rules.extend(guard.hits.iter().map(RuleHit::from));
     record.data.masked = guard.masked();
-    if let Some(t) = guard.transcript() {
-        record.data.response_body = crate::audit::capped_body(t, usize::MAX);
-    }
     match result {
         Err(r) => {
+            // Nothing was released: the audit copy is the empty transcript.
+            if let Some(t) = guard.transcript() {
+                record.data.response_body = crate::audit::capped_body(t, usize::MAX);
+            }
             record.data.decision = Some("deny");
             Err(Rejection::policy(&r, "tool_call_blocked"))
         }
-        Ok(true) => Ok(Bytes::from(message.to_string())),
-        Ok(false) => Ok(bytes),
+        Ok(changed) => {
+            let out = if changed { Bytes::from(message.to_string()) } else { bytes };
+            if let Some(t) = guard.json_transcript(message, out.len()) {
+                record.data.response_body = crate::audit::capped_body(t, usize::MAX);
+            }
+            Ok(out)
+        }
     }
 }
 
