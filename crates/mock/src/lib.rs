@@ -113,6 +113,50 @@ pub async fn serve(
     state: Arc<MockState>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// Serve over TLS (`tls_config`) until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: Arc<MockState>,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, state, Some(tokio_rustls::TlsAcceptor::from(tls)), shutdown).await
+}
+
+/// A TLS server configuration from PEM files (a certificate chain and its PKCS#8 key),
+/// offering `alpn` (e.g. `h2`, `http/1.1`) in that order.
+pub fn tls_config(
+    cert_pem: &std::path::Path,
+    key_pem: &std::path::Path,
+    alpn: &[&str],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_pem)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert_pem.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key_pem).map_err(|e| format!("{}: {e}", key_pem.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    state: Arc<MockState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -123,18 +167,34 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         state.connections.fetch_add(1, Ordering::AcqRel);
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Some(n) = state.h2_max_streams {
-                builder.http2().max_concurrent_streams(n);
+            match tls {
+                None => serve_connection(TokioIo::new(stream), state).await,
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        serve_connection(TokioIo::new(stream), state).await;
+                    }
+                }
             }
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
         });
     }
+}
+
+/// HTTP/1.1 or HTTP/2 (by its preface, as with prior knowledge), whatever ALPN said.
+async fn serve_connection<I>(io: I, state: Arc<MockState>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Some(n) = state.h2_max_streams {
+        builder.http2().max_concurrent_streams(n);
+    }
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+    });
+    let _ = builder.serve_connection(io, service).await;
 }
 
 async fn handle(state: Arc<MockState>, req: Request<Incoming>) -> Response<MockBody> {

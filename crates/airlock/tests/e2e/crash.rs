@@ -21,7 +21,7 @@ async fn serve(dir: &Path) -> (tokio::process::Child, String) {
 
 /// Run `cmd` (an `airlock serve`, possibly wrapped) in `dir` until it says it started;
 /// return the child, its data-plane and admin addresses.
-async fn start(
+pub(crate) async fn start(
     mut cmd: tokio::process::Command,
     dir: &Path,
 ) -> (tokio::process::Child, String, String) {
@@ -93,7 +93,7 @@ async fn load(addr: String, token: String, acked: Arc<Acked>) {
 }
 
 /// A minimal keep-alive HTTP/1 client for the load loops.
-mod reqwest_like {
+pub(crate) mod reqwest_like {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client as Inner;

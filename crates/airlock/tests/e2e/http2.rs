@@ -118,3 +118,76 @@ async fn the_gateways_own_stream_cap_opens_connections_too() {
     assert_eq!(h.mock.connections(), 3, "an idle connection was reused");
     assert_eq!(http2_connections(&h).await, 1);
 }
+
+fn testdata(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/testdata").join(name)
+}
+
+/// A mock upstream over TLS (a certificate for localhost from the test CA) offering `alpn`.
+async fn tls_mock(alpn: &[&str]) -> (u16, Arc<MockState>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mock = MockState::new(Some(UPSTREAM_KEY.to_owned()), Some(fixtures_dir()));
+    let tls = airlock_mock::tls_config(
+        &testdata("tls-localhost.pem"),
+        &testdata("tls-localhost.key"),
+        alpn,
+    )
+    .unwrap();
+    tokio::spawn(airlock_mock::serve_tls(listener, mock.clone(), tls, std::future::pending()));
+    (port, mock)
+}
+
+/// The real `airlock serve` against `upstream`, trusting the test CA (and nothing else):
+/// the child, its data-plane address, and a session token for it.
+async fn serve_against(upstream: &str, extra: &str) -> (tokio::process::Child, String, String) {
+    let dir = fresh_dir("https-upstream");
+    let config = format!(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\n{extra}"
+    );
+    std::fs::write(dir.join("airlock.yaml"), config).unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(["serve", "--config", "airlock.yaml"])
+        .env("ANTHROPIC_API_KEY", UPSTREAM_KEY)
+        .env("SSL_CERT_FILE", testdata("tls-ca.pem"))
+        .env_remove("SSL_CERT_DIR");
+    let (child, addr, _) = crate::crash::start(cmd, &dir).await;
+    let keys =
+        airlock_authn::SessionKeys::load_or_create(&dir.join("airlock-data/session.key")).unwrap();
+    let token = keys.mint("tls", &[], 600, now()).unwrap().token;
+    (child, addr, token)
+}
+
+#[tokio::test]
+async fn an_https_upstream_gets_http2_when_it_agrees_by_alpn_and_http1_by_default() {
+    let client = crate::crash::reqwest_like::Client::new();
+    let (port, mock) = tls_mock(&["h2", "http/1.1"]).await;
+    let upstream = format!("https://localhost:{port}");
+
+    let (_h2, addr, token) = serve_against(&upstream, "  http2: true\n").await;
+    assert!(client.post_messages(&addr, &token).await.is_some(), "answered over HTTP/2");
+    assert_eq!(mock.received().last().unwrap().version, Version::HTTP_2);
+
+    let (_h1, addr, token) = serve_against(&upstream, "").await;
+    assert!(client.post_messages(&addr, &token).await.is_some(), "answered over HTTP/1.1");
+    assert_eq!(mock.received().last().unwrap().version, Version::HTTP_11);
+    assert_eq!(mock.received().len(), 2);
+}
+
+#[tokio::test]
+async fn an_https_upstream_that_does_not_agree_to_h2_is_refused_not_spoken_to() {
+    // The server offers only http/1.1 (the handshake fails), or no ALPN at all (the handshake
+    // succeeds without `h2`; this mock would then answer HTTP/2 anyway): with
+    // `upstream.http2` every call is a 502, and no request reaches the server in a protocol
+    // it did not agree to.
+    for alpn in [&["http/1.1"][..], &[]] {
+        let (port, mock) = tls_mock(alpn).await;
+        let (_gw, addr, token) =
+            serve_against(&format!("https://localhost:{port}"), "  http2: true\n").await;
+        let client = crate::crash::reqwest_like::Client::new();
+        let status = client.status(&format!("http://{addr}/v1/messages"), Some(&token)).await;
+        assert_eq!(status, Some(502), "{alpn:?}");
+        assert!(mock.received().is_empty(), "{alpn:?}");
+        assert!(mock.connections() >= 1, "the gateway did connect ({alpn:?})");
+    }
+}
