@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -76,8 +76,9 @@ impl Upstream {
                 target: config.url.clone(),
                 https,
                 max_streams: config.http2_max_streams as usize,
+                connect_timeout: config.connect_timeout,
                 conns: Mutex::new(Vec::new()),
-                connecting: tokio::sync::Mutex::new(()),
+                connecting: tokio::sync::Mutex::new(None),
             })
         } else {
             let connector = connector(config.connect_timeout, https, Alpn::Http1)?;
@@ -237,14 +238,18 @@ impl Body for UpstreamBody {
 /// HTTP/2 connections to the upstream, each carrying at most `max_streams` requests at once
 /// (or fewer, if the server allows fewer). A request takes a place on the busiest connection
 /// with room, so connections fill before new ones open and idle ones drain; a new connection
-/// is opened only when none has room, one at a time. At most one idle connection is kept.
+/// is opened only when none has room, one at a time (TCP, TLS and the HTTP/2 handshake within
+/// `connect_timeout`), and the requests that waited on an attempt that failed share its
+/// failure instead of each trying again in turn. At most one idle connection is kept.
 struct H2Pool {
     connector: HttpsConnector<HttpConnector>,
     target: Uri,
     https: bool,
     max_streams: usize,
+    connect_timeout: Duration,
     conns: Mutex<Vec<Arc<H2Conn>>>,
-    connecting: tokio::sync::Mutex<()>,
+    /// Held while connecting; the last failed attempt (when it ended, and why).
+    connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
 struct H2Conn {
@@ -303,11 +308,29 @@ impl H2Pool {
         if let Some(lease) = self.take() {
             return Ok(lease);
         }
-        let _one_at_a_time = self.connecting.lock().await;
+        let asked = Instant::now();
+        let mut last_failure = self.connecting.lock().await;
         if let Some(lease) = self.take() {
             return Ok(lease);
         }
-        let conn = self.connect().await?;
+        if let Some((at, why)) = &*last_failure
+            && *at >= asked
+        {
+            return Err(why.clone().into());
+        }
+        let conn = match tokio::time::timeout(self.connect_timeout, self.connect()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                *last_failure = Some((Instant::now(), e.to_string()));
+                return Err(e);
+            }
+            Err(_) => {
+                let why = format!("no HTTP/2 connection within {:?}", self.connect_timeout);
+                *last_failure = Some((Instant::now(), why.clone()));
+                return Err(why.into());
+            }
+        };
+        *last_failure = None;
         conn.streams.fetch_add(1, Ordering::Relaxed);
         self.conns.lock().unwrap_or_else(|e| e.into_inner()).push(conn.clone());
         Ok(Lease(conn))

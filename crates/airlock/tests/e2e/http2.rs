@@ -191,3 +191,42 @@ async fn an_https_upstream_that_does_not_agree_to_h2_is_refused_not_spoken_to() 
         assert!(mock.connections() >= 1, "the gateway did connect ({alpn:?})");
     }
 }
+
+#[tokio::test]
+async fn a_stalled_handshake_ends_at_connect_timeout_and_its_waiters_share_the_failure() {
+    // An https upstream that accepts connections and never answers the TLS handshake.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let held = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            held.lock().unwrap().push(socket);
+        }
+    });
+    let config = "upstream:\n  url: UPSTREAM_URL\n  http2: true\n  connect_timeout: 300ms\n  \
+                  header_timeout: 600s\n  max_connect_attempts: 1\n";
+    let h = Harness::start_against(
+        &format!("https://{addr}"),
+        addr,
+        MockState::new(None, None),
+        config,
+    )
+    .await;
+    // Four calls at once, none with a connection to use: one attempt is made, and all four
+    // end with a 502 when it times out (not at header_timeout, ten minutes on).
+    let (a, b, c, d) = guard(async {
+        tokio::join!(
+            h.messages(SIMPLE, &[]),
+            h.messages(SIMPLE, &[]),
+            h.messages(SIMPLE, &[]),
+            h.messages(SIMPLE, &[])
+        )
+    })
+    .await;
+    for (status, _, body) in [a, b, c, d] {
+        assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+        assert_envelope(&body, "api_error");
+    }
+    assert_eq!(accepted.lock().unwrap().len(), 1, "one connection attempt for all four");
+}
