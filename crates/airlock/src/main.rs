@@ -53,6 +53,12 @@ enum Command {
         /// Directory of recorded streams for `x-mock: scenario=fixture; fixture=PATH`.
         #[arg(long)]
         fixtures: Option<PathBuf>,
+        /// Serve over TLS with this certificate chain (PEM), offering `h2` and `http/1.1`.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PKCS#8 PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Gateway + mock upstream + a fresh token, with instructions for curl, the SDKs and Claude Code.
     Demo {
@@ -146,8 +152,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config } => serve(load_config(config.as_deref())?).await,
-            Command::MockUpstream { listen, expect_key, fixtures } => {
-                mock_upstream(listen, expect_key, fixtures).await
+            Command::MockUpstream { listen, expect_key, fixtures, tls_cert, tls_key } => {
+                mock_upstream(listen, expect_key, fixtures, tls_cert.zip(tls_key)).await
             }
             Command::Demo { config, upstream } => {
                 demo(load_config(config.as_deref())?, &upstream).await
@@ -476,12 +482,23 @@ async fn mock_upstream(
     listen: SocketAddr,
     expect_key: Option<String>,
     fixtures: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
 ) -> anyhow::Result<()> {
+    let tls = match tls {
+        Some((cert, key)) => Some(
+            airlock_mock::tls_config(&cert, &key, &["h2", "http/1.1"])
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     let listener =
         TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(listen = %listener.local_addr()?, "mock upstream started");
+    tracing::info!(listen = %listener.local_addr()?, tls = tls.is_some(), "mock upstream started");
     let state = airlock_mock::MockState::new(expect_key, fixtures);
-    airlock_mock::serve(listener, state, shutdown_signal()).await;
+    match tls {
+        Some(tls) => airlock_mock::serve_tls(listener, state, tls, shutdown_signal()).await,
+        None => airlock_mock::serve(listener, state, shutdown_signal()).await,
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub mod yaml;
 
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    ApiKeySource, ApprovalWebhook, ApprovalsConfig, AuditConfig, Config, Durability, Limits,
+    ApiKeySource, ApprovalWebhook, ApprovalsConfig, AuditConfig, Config, Durability, Http2, Limits,
     OidcIssuer, OnStoreFailure, SessionConfig, StoreUrl, TelemetryConfig, UiConfig, UpstreamConfig,
     WebhookFormat, is_https_or_loopback,
 };

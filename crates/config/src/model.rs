@@ -101,10 +101,25 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Attempts for a request whose bytes never reached the upstream (connect failures).
     pub max_connect_attempts: u32,
-    /// HTTP/2 to the upstream (`upstream.http2`): ALPN `h2` over TLS, prior knowledge over
-    /// `http://`; requests share connections, at most `http2_max_streams` on each.
-    pub http2: bool,
+    /// Which HTTP version the upstream is spoken to in (`upstream.http2`).
+    pub http2: Http2,
     pub http2_max_streams: u32,
+}
+
+/// `upstream.http2`: whether the upstream is spoken to in HTTP/2, where requests share
+/// connections (at most `http2_max_streams` on each), or HTTP/1.1, one connection per request
+/// in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http2 {
+    /// `false`: HTTP/1.1 only.
+    Off,
+    /// `auto` (the default): over `https://`, both are offered by ALPN and HTTP/2 is used while
+    /// the server picks `h2`; from the first connection on which it picks HTTP/1.1 (or offers
+    /// no ALPN), HTTP/1.1. Over `http://` nothing can be negotiated: HTTP/1.1.
+    Auto,
+    /// `true`: HTTP/2 only: over TLS the server must agree to `h2`, over `http://` it is spoken
+    /// with prior knowledge.
+    On,
 }
 
 /// Where the upstream API key comes from. The key itself is read by the binary, once.
@@ -505,7 +520,24 @@ fn read_upstream(m: &mut Map<'_>, w: &mut Walker) -> UpstreamConfig {
             .field("max_connect_attempts", w, |f, w| f.u64_in(w, 1, 5))
             .map(|n| n as u32)
             .unwrap_or(2),
-        http2: m.field("http2", w, |f, w| f.bool(w)).unwrap_or(false),
+        http2: m
+            .field("http2", w, |f, w| {
+                let s = f.string(w)?;
+                match s.as_str() {
+                    "false" => Some(Http2::Off),
+                    "auto" => Some(Http2::Auto),
+                    "true" => Some(Http2::On),
+                    _ => {
+                        w.error(
+                            f.span(),
+                            f.path(),
+                            format!("expected true, false or auto, found `{s}`"),
+                        );
+                        None
+                    }
+                }
+            })
+            .unwrap_or(Http2::Auto),
         http2_max_streams: m
             .field("http2_max_streams", w, |f, w| f.u64_in(w, 1, 1000))
             .map(|n| n as u32)
@@ -919,6 +951,19 @@ audit:
         assert!(!is_https_or_loopback("http://127.0.0.1.evil.example/"));
         assert!(!is_https_or_loopback("http://idp.example.com"));
         assert!(!is_https_or_loopback("ftp://idp"));
+    }
+
+    #[test]
+    fn upstream_http_versions() {
+        let http2 = |text: &str| crate::parse("x", text).unwrap().upstream.http2;
+        assert_eq!(http2(""), Http2::Auto);
+        assert_eq!(http2("upstream:\n  http2: auto\n"), Http2::Auto);
+        assert_eq!(http2("upstream:\n  http2: true\n"), Http2::On);
+        assert_eq!(http2("upstream:\n  http2: false\n"), Http2::Off);
+        assert_eq!(
+            errors("upstream:\n  http2: yes\n"),
+            vec!["2:10 upstream.http2: expected true, false or auto, found `yes`"]
+        );
     }
 
     #[test]

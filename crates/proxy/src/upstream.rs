@@ -1,25 +1,28 @@
 //! The upstream client: rustls (ring) for TLS, a connect timeout, a time-to-headers timeout,
 //! and retries only when no byte was sent.
 //!
-//! Two transports, chosen by `upstream.http2`:
+//! Two transports, chosen by `upstream.http2` (`Http2`):
 //!
-//! - HTTP/1.1 (the default): hyper's pooled client, one connection per request in flight
-//!   (pooled and reused), as the official SDKs do. ALPN offers `http/1.1` alone.
-//! - HTTP/2 ([`H2Pool`]): requests share connections, at most `http2_max_streams` on each and
-//!   never more than the server's `SETTINGS_MAX_CONCURRENT_STREAMS`; past that a new
-//!   connection is opened. (hyper's own pool keeps one HTTP/2 connection per host and never
-//!   opens a second when the server's stream limit is reached — hyperium/hyper#3623 — so past
-//!   that many open streams, and SSE streams stay open for minutes, every new request would
-//!   wait; that is why it is not used.) Each open stream then costs a few KB instead of an
-//!   HTTP/1.1 connection's buffers (docs/benchmarks.md). Over TLS the server must agree to
-//!   `h2` by ALPN; over `http://` it is spoken with prior knowledge.
+//! - HTTP/1.1 (`false`, and `auto` over `http://`): hyper's pooled client, one connection per
+//!   request in flight (pooled and reused), as the official SDKs do. ALPN offers `http/1.1`.
+//! - HTTP/2 ([`H2Pool`]; `true`, and `auto` over `https://` while the server picks `h2`):
+//!   requests share connections, at most `http2_max_streams` on each and never more than the
+//!   server's `SETTINGS_MAX_CONCURRENT_STREAMS`; past that a new connection is opened.
+//!   (hyper's own pool keeps one HTTP/2 connection per host and never opens a second when the
+//!   server's stream limit is reached — hyperium/hyper#3623 — so past that many open streams,
+//!   and SSE streams stay open for minutes, every new request would wait; that is why it is
+//!   not used.) Each open stream then costs a few KB instead of an HTTP/1.1 connection's
+//!   buffers (docs/benchmarks.md). With `true` the server must agree to `h2` by ALPN over TLS
+//!   (over `http://` it is spoken with prior knowledge); with `auto` both are offered, and the
+//!   first connection on which the server picks HTTP/1.1 switches the gateway to HTTP/1.1 for
+//!   good (the request that found out goes over HTTP/1.1; nothing of it had been sent).
 //!
 //! Redirects are never followed (hyper's client has no redirect logic, and a 3xx is turned
 //! into a 502 by the pipeline), so the upstream credential cannot be sent to another host.
 
 use crate::reject::Rejection;
 use crate::route::Route;
-use airlock_config::{Secret, UpstreamConfig};
+use airlock_config::{Http2, Secret, UpstreamConfig};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -31,7 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -56,9 +59,20 @@ pub struct Upstream {
     max_connect_attempts: u32,
 }
 
+type Http1Client = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 enum Transport {
-    Http1(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Http1(Http1Client),
     Http2(H2Pool),
+    Auto(Box<Auto>),
+}
+
+/// `upstream.http2: auto` over TLS: HTTP/2 until a connection's ALPN picks HTTP/1.1, then
+/// HTTP/1.1 from that request on (`fell_back`).
+struct Auto {
+    h2: H2Pool,
+    h1: Http1Client,
+    fell_back: AtomicBool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -70,9 +84,9 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     pub fn new(config: &UpstreamConfig, api_key: Secret) -> Result<Upstream, UpstreamSetupError> {
         let https = config.url.scheme_str() == Some("https");
-        let transport = if config.http2 {
-            Transport::Http2(H2Pool {
-                connector: connector(config.connect_timeout, https, Alpn::H2)?,
+        let h2_pool = |alpn| -> Result<H2Pool, UpstreamSetupError> {
+            Ok(H2Pool {
+                connector: connector(config.connect_timeout, https, alpn)?,
                 target: config.url.clone(),
                 https,
                 max_streams: config.http2_max_streams as usize,
@@ -80,17 +94,27 @@ impl Upstream {
                 conns: Mutex::new(Vec::new()),
                 connecting: tokio::sync::Mutex::new(None),
             })
-        } else {
+        };
+        let h1_client = || -> Result<Http1Client, UpstreamSetupError> {
             let connector = connector(config.connect_timeout, https, Alpn::Http1)?;
-            Transport::Http1(
-                Client::builder(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .pool_max_idle_per_host(256)
-                    .retry_canceled_requests(true)
-                    .build(connector),
-            )
+            Ok(Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .retry_canceled_requests(true)
+                .build(connector))
+        };
+        let transport = match config.http2 {
+            Http2::On => Transport::Http2(h2_pool(Alpn::H2)?),
+            // Over plain http nothing is negotiated, and prior knowledge would break an
+            // HTTP/1.1 server.
+            Http2::Auto if https => Transport::Auto(Box::new(Auto {
+                h2: h2_pool(Alpn::Both)?,
+                h1: h1_client()?,
+                fell_back: AtomicBool::new(false),
+            })),
+            Http2::Auto | Http2::Off => Transport::Http1(h1_client()?),
         };
         Ok(Upstream {
             transport,
@@ -106,6 +130,7 @@ impl Upstream {
         match &self.transport {
             Transport::Http1(_) => None,
             Transport::Http2(pool) => Some(pool.open()),
+            Transport::Auto(auto) => Some(auto.h2.open()),
         }
     }
 
@@ -137,32 +162,51 @@ impl Upstream {
     ) -> Result<(Response<UpstreamBody>, u32), Rejection> {
         let uri = self.uri(route, query)?;
         let headers = crate::headers::upstream_request_headers(client_headers, &self.api_key);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let request = || {
             let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = method.clone();
             *request.uri_mut() = uri.clone();
             *request.headers_mut() = headers.clone();
+            request
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let sent = match &self.transport {
                 Transport::Http1(client) => {
-                    let call = async {
-                        match client.request(request).await {
-                            Ok(response) => {
-                                Ok(response.map(|inner| UpstreamBody { inner, lease: None }))
-                            }
-                            Err(e) if e.is_connect() => Err(Failure::NotSent(e.into())),
-                            Err(e) => Err(Failure::Failed(e.into())),
-                        }
-                    };
-                    tokio::time::timeout(self.header_timeout, call).await
+                    tokio::time::timeout(self.header_timeout, send_http1(client, request())).await
                 }
                 Transport::Http2(pool) => {
-                    tokio::time::timeout(self.header_timeout, pool.send(request)).await
+                    tokio::time::timeout(self.header_timeout, pool.send(request())).await
+                }
+                Transport::Auto(auto) => {
+                    let Auto { h2, h1, fell_back } = &**auto;
+                    let call = async {
+                        if !fell_back.load(Ordering::Relaxed) {
+                            match h2.send(request()).await {
+                                Err(Failure::NotH2) => {
+                                    if !fell_back.swap(true, Ordering::Relaxed) {
+                                        tracing::warn!(target: "airlock::upstream", "the upstream chose HTTP/1.1 by ALPN: using HTTP/1.1 from now on");
+                                    }
+                                }
+                                other => return other,
+                            }
+                        }
+                        send_http1(h1, request()).await
+                    };
+                    tokio::time::timeout(self.header_timeout, call).await
                 }
             };
             match sent {
                 Ok(Ok(response)) => return Ok((response, attempt)),
+                Ok(Err(Failure::NotH2)) => {
+                    tracing::warn!(target: "airlock::upstream", "the upstream did not agree to HTTP/2 (ALPN); set upstream.http2: auto or false");
+                    return Err(Rejection::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream unreachable",
+                        "upstream_connect",
+                    ));
+                }
                 // No byte of this request left the gateway: safe to retry.
                 Ok(Err(Failure::NotSent(e))) if attempt < self.max_connect_attempts => {
                     tracing::debug!(target: "airlock::upstream", error = %e, attempt, "connect failed, retrying");
@@ -196,10 +240,30 @@ impl Upstream {
     }
 }
 
-/// Why an upstream call failed: before any byte was sent (retryable), or after.
+async fn send_http1(
+    client: &Http1Client,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<UpstreamBody>, Failure> {
+    match client.request(request).await {
+        Ok(response) => Ok(response.map(|inner| UpstreamBody { inner, lease: None })),
+        Err(e) if e.is_connect() => Err(Failure::NotSent(e.into())),
+        Err(e) => Err(Failure::Failed(e.into())),
+    }
+}
+
+/// Why an upstream call failed: before any byte was sent (retryable), or after; or, on
+/// HTTP/2 over TLS, because the server picked another protocol by ALPN (nothing was sent).
 enum Failure {
     NotSent(BoxError),
     Failed(BoxError),
+    NotH2,
+}
+
+/// Why no HTTP/2 connection could be had; kept for the requests that waited on the attempt.
+#[derive(Debug, Clone)]
+enum ConnectError {
+    NotH2,
+    Failed(String),
 }
 
 /// An upstream response body. On HTTP/2 it holds its stream's place on its connection until
@@ -249,7 +313,7 @@ struct H2Pool {
     connect_timeout: Duration,
     conns: Mutex<Vec<Arc<H2Conn>>>,
     /// Held while connecting; the last failed attempt (when it ended, and why).
-    connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
+    connecting: tokio::sync::Mutex<Option<(Instant, ConnectError)>>,
 }
 
 struct H2Conn {
@@ -304,7 +368,7 @@ impl H2Pool {
         Some(Lease(conn.clone()))
     }
 
-    async fn lease(&self) -> Result<Lease, BoxError> {
+    async fn lease(&self) -> Result<Lease, ConnectError> {
         if let Some(lease) = self.take() {
             return Ok(lease);
         }
@@ -316,18 +380,20 @@ impl H2Pool {
         if let Some((at, why)) = &*last_failure
             && *at >= asked
         {
-            return Err(why.clone().into());
+            return Err(why.clone());
         }
-        let conn = match tokio::time::timeout(self.connect_timeout, self.connect()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                *last_failure = Some((Instant::now(), e.to_string()));
+        let connected = match tokio::time::timeout(self.connect_timeout, self.connect()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(ConnectError::Failed(format!(
+                "no HTTP/2 connection within {:?}",
+                self.connect_timeout
+            ))),
+        };
+        let conn = match connected {
+            Ok(conn) => conn,
+            Err(e) => {
+                *last_failure = Some((Instant::now(), e.clone()));
                 return Err(e);
-            }
-            Err(_) => {
-                let why = format!("no HTTP/2 connection within {:?}", self.connect_timeout);
-                *last_failure = Some((Instant::now(), why.clone()));
-                return Err(why.into());
             }
         };
         *last_failure = None;
@@ -336,15 +402,14 @@ impl H2Pool {
         Ok(Lease(conn))
     }
 
-    async fn connect(&self) -> Result<Arc<H2Conn>, BoxError> {
+    async fn connect(&self) -> Result<Arc<H2Conn>, ConnectError> {
         use tower_service::Service;
+        let failed = |e: BoxError| ConnectError::Failed(e.to_string());
         let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
-        let io = connector.call(self.target.clone()).await?;
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(failed)?;
+        let io = connector.call(self.target.clone()).await.map_err(failed)?;
         if self.https && !io.connected().is_negotiated_h2() {
-            return Err(
-                "the upstream did not agree to HTTP/2 (ALPN); set upstream.http2: false".into()
-            );
+            return Err(ConnectError::NotH2);
         }
         let streams = self.max_streams.max(1);
         let (send, mut conn) = http2::Builder::new(TokioExecutor::new())
@@ -359,7 +424,8 @@ impl H2Pool {
             // Until the server's SETTINGS arrive (one round trip), assume our own cap.
             .initial_max_send_streams(streams)
             .handshake(io)
-            .await?;
+            .await
+            .map_err(|e| ConnectError::Failed(e.to_string()))?;
         let limit = Arc::new(AtomicUsize::new(streams));
         let server_limit = limit.clone();
         tokio::spawn(async move {
@@ -377,7 +443,10 @@ impl H2Pool {
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<UpstreamBody>, Failure> {
-        let lease = self.lease().await.map_err(Failure::NotSent)?;
+        let lease = self.lease().await.map_err(|e| match e {
+            ConnectError::NotH2 => Failure::NotH2,
+            ConnectError::Failed(why) => Failure::NotSent(why.into()),
+        })?;
         let mut send = lease.0.send.clone();
         match send.try_send_request(request).await {
             Ok(response) => Ok(response.map(|inner| UpstreamBody { inner, lease: Some(lease) })),
@@ -393,6 +462,8 @@ impl H2Pool {
 pub(crate) enum Alpn {
     Http1,
     H2,
+    /// `h2` first, then `http/1.1`: the server picks.
+    Both,
 }
 
 /// The TLS-capable connector shared by every outbound client (upstream, IdP): rustls with the
@@ -418,6 +489,7 @@ pub(crate) fn connector(
     Ok(match alpn {
         Alpn::Http1 => builder.enable_http1().wrap_connector(http),
         Alpn::H2 => builder.enable_http2().wrap_connector(http),
+        Alpn::Both => builder.enable_all_versions().wrap_connector(http),
     })
 }
 

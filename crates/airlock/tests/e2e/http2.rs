@@ -1,5 +1,7 @@
-//! `upstream.http2: true`: requests share HTTP/2 connections to the upstream (the mock speaks
-//! HTTP/2 with prior knowledge), never more streams on one than it allows.
+//! `upstream.http2`: requests share HTTP/2 connections to the upstream (the mock speaks
+//! HTTP/2 with prior knowledge, or by ALPN over TLS), never more streams on one than it
+//! allows; `auto` (the default) uses HTTP/2 over TLS while the server picks `h2`, HTTP/1.1
+//! otherwise, and `true` refuses an upstream that does not agree.
 
 use crate::harness::*;
 use airlock_mock::MockState;
@@ -159,19 +161,59 @@ async fn serve_against(upstream: &str, extra: &str) -> (tokio::process::Child, S
 }
 
 #[tokio::test]
-async fn an_https_upstream_gets_http2_when_it_agrees_by_alpn_and_http1_by_default() {
+async fn an_https_upstream_gets_http2_by_default_when_it_agrees_by_alpn_and_http1_when_told() {
     let client = crate::crash::reqwest_like::Client::new();
     let (port, mock) = tls_mock(&["h2", "http/1.1"]).await;
     let upstream = format!("https://localhost:{port}");
 
-    let (_h2, addr, token) = serve_against(&upstream, "  http2: true\n").await;
-    assert!(client.post_messages(&addr, &token).await.is_some(), "answered over HTTP/2");
-    assert_eq!(mock.received().last().unwrap().version, Version::HTTP_2);
+    for (extra, version) in [
+        ("", Version::HTTP_2),
+        ("  http2: auto\n", Version::HTTP_2),
+        ("  http2: true\n", Version::HTTP_2),
+        ("  http2: false\n", Version::HTTP_11),
+    ] {
+        let (_gw, addr, token) = serve_against(&upstream, extra).await;
+        for _ in 0..2 {
+            assert!(client.post_messages(&addr, &token).await.is_some(), "answered ({extra:?})");
+            assert_eq!(mock.received().last().unwrap().version, version, "{extra:?}");
+        }
+    }
+    assert_eq!(mock.received().len(), 8);
+}
 
-    let (_h1, addr, token) = serve_against(&upstream, "").await;
-    assert!(client.post_messages(&addr, &token).await.is_some(), "answered over HTTP/1.1");
-    assert_eq!(mock.received().last().unwrap().version, Version::HTTP_11);
-    assert_eq!(mock.received().len(), 2);
+#[tokio::test]
+async fn by_default_an_https_upstream_that_picks_http1_is_spoken_to_in_http1() {
+    // The server offers only http/1.1, or no ALPN at all (this mock would then answer either):
+    // the first connection shows it, and every call, that first one included, goes over
+    // HTTP/1.1 — none is refused and none is sent in HTTP/2.
+    for alpn in [&["http/1.1"][..], &[]] {
+        let (port, mock) = tls_mock(alpn).await;
+        let (_gw, addr, token) = serve_against(&format!("https://localhost:{port}"), "").await;
+        let client = crate::crash::reqwest_like::Client::new();
+        for _ in 0..3 {
+            assert!(client.post_messages(&addr, &token).await.is_some(), "answered ({alpn:?})");
+        }
+        let received = mock.received();
+        assert_eq!(received.len(), 3, "{alpn:?}");
+        assert!(received.iter().all(|r| r.version == Version::HTTP_11), "{alpn:?}");
+    }
+}
+
+#[tokio::test]
+async fn by_default_a_plain_http_upstream_is_spoken_to_in_http1() {
+    // Over http:// nothing can be negotiated, and prior knowledge would break an HTTP/1.1
+    // server: `auto` means HTTP/1.1 there (the mock would answer HTTP/2 too).
+    let (addr, mock) = h2_mock(None).await;
+    let h = Harness::start_against(
+        &format!("http://{addr}"),
+        addr,
+        mock,
+        "upstream:\n  url: UPSTREAM_URL\n",
+    )
+    .await;
+    let (status, _, body) = h.messages(SIMPLE, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(h.mock.received().last().unwrap().version, Version::HTTP_11);
 }
 
 #[tokio::test]
