@@ -441,7 +441,7 @@ fn read_approvals(m: &mut Map<'_>, w: &mut Walker) -> ApprovalsConfig {
         .field("webhooks", w, |f, w| {
             f.each(w, |f, w| {
                 let mut h = f.mapping(w)?;
-                let url = h.field("url", w, https_or_loopback);
+                let url = h.required("url", w, https_or_loopback);
                 let format = h
                     .field("format", w, |f, w| {
                         let s = f.string(w)?;
@@ -663,7 +663,7 @@ fn read_session(m: &mut Map<'_>, w: &mut Walker) -> SessionConfig {
 
 fn read_oidc(f: Field<'_>, w: &mut Walker) -> Option<OidcIssuer> {
     let mut m = f.mapping(w)?;
-    let issuer = m.field("issuer", w, |f, w| {
+    let issuer = m.required("issuer", w, |f, w| {
         let s = f.non_empty_string(w)?;
         if !is_https_or_loopback(&s) {
             w.error(f.span(), f.path(), "an issuer must be https:// (plain http only on loopback)");
@@ -671,7 +671,7 @@ fn read_oidc(f: Field<'_>, w: &mut Walker) -> Option<OidcIssuer> {
         }
         Some(s)
     });
-    let audience = m.field("audience", w, |f, w| f.non_empty_string(w));
+    let audience = m.required("audience", w, |f, w| f.non_empty_string(w));
     let groups_claim = m
         .field("groups_claim", w, |f, w| f.non_empty_string(w))
         .unwrap_or_else(|| "groups".to_owned());
@@ -718,6 +718,7 @@ fn read_oidc(f: Field<'_>, w: &mut Walker) -> Option<OidcIssuer> {
     let jwks_max_stale = m
         .field("jwks_max_stale", w, |f, w| f.duration_in(w, SECOND, 7 * 24 * HOUR))
         .unwrap_or(24 * HOUR);
+    m.finish(w);
     Some(OidcIssuer {
         issuer: issuer?,
         audience: audience?,
@@ -905,6 +906,18 @@ audit:
                 "5:19 identity.oidc[0].algorithms: expected a list from: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
                 "6:19 identity.oidc[0].token_type: `refresh` is not one of: access, id",
                 "7:15 identity.oidc[0].leeway: `2m` is out of range (0s to 1m)",
+            ]
+        );
+        // An entry missing what it needs, or with a typo, is an error, never silently dropped.
+        let incomplete =
+            "identity:\n  oidc:\n    - audiance: a\napprovals:\n  webhooks:\n    - format: slack\n";
+        assert_eq!(
+            errors(incomplete),
+            vec![
+                "3:7 identity.oidc[0].issuer: required",
+                "3:7 identity.oidc[0].audience: required",
+                "3:7 identity.oidc[0].audiance: unknown key; expected one of: issuer, audience, groups_claim, accept_direct, algorithms, token_type, client_id, scopes, leeway, jwks_refresh, jwks_cooldown, jwks_max_stale",
+                "6:7 approvals.webhooks[0].url: required",
             ]
         );
     }

@@ -173,6 +173,22 @@ impl<'a> Map<'a> {
         f(Field { node, path: &path }, w)
     }
 
+    /// Read `key`, which must be given: absent or null is an error at the mapping.
+    pub fn required<T>(
+        &mut self,
+        key: &'static str,
+        w: &mut Walker,
+        f: impl FnOnce(Field<'_>, &mut Walker) -> Option<T>,
+    ) -> Option<T> {
+        let given = self.node.get_node(key).is_some_and(|n| !is_null(n));
+        if !given {
+            // At the mapping's first key: where the entry begins in the file.
+            let at = self.node.keys().next().map_or(self.node.span(), |k| k.span());
+            w.error(at, &child_path(&self.path, key), "required");
+        }
+        self.field(key, w, f)
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }
