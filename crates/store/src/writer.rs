@@ -10,7 +10,10 @@
 //! from its first entry, so a slow trickle of entries is still one transaction per window,
 //! not one per entry (each transaction rewrites whole pages of the table and its indexes,
 //! and fsyncs). An awaited entry ends the wait (what is already queued still joins its
-//! group), a sync or a stop closes the group at once: nobody waits on the window.
+//! group), a sync or a stop closes the group at once: nobody waits on the window. The writer
+//! sleeps out the window (parked) instead of waking for each entry that joins: only an awaited
+//! entry, a sync or a stop wakes it early (at a steady 2,000 requests/s that is 4,000 fewer
+//! thread wake-ups a second, each paid by the request that sent the entry).
 //!
 //! Checkpoints are signed every `checkpoint_every` entries or `checkpoint_interval`, also
 //! when idle, and at start and stop; each is stored, appended to the checkpoint file (one JSON
@@ -29,9 +32,9 @@ use airlock_authn::SessionKeys;
 use airlock_config::StoreUrl;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -77,6 +80,10 @@ struct State {
     healthy: AtomicBool,
     chain: String,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The writer thread, to wake (unpark) while it sleeps out a commit window.
+    worker: OnceLock<std::thread::Thread>,
+    /// True while the writer sleeps out a window: an urgent job must wake it.
+    window_open: AtomicBool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -106,12 +113,15 @@ impl Writer {
             healthy: AtomicBool::new(true),
             chain: options.chain.clone(),
             thread: Mutex::new(None),
+            worker: OnceLock::new(),
+            window_open: AtomicBool::new(false),
         });
         let thread_state = state.clone();
         let handle = std::thread::Builder::new()
             .name("airlock-audit".into())
             .spawn(move || w.run(rx, &thread_state))
             .map_err(|e| StoreError::Setup(format!("cannot start the audit writer: {e}")))?;
+        let _ = state.worker.set(handle.thread().clone());
         *state.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(Writer { tx, state })
     }
@@ -132,10 +142,15 @@ impl Writer {
 
     fn send(&self, job: Job) -> Result<(), WriteError> {
         self.state.depth.fetch_add(1, Ordering::Relaxed);
+        let urgent = !matches!(job, Job::Append(_, None));
         self.tx.send(job).map_err(|_| {
             self.state.depth.fetch_sub(1, Ordering::Relaxed);
             WriteError("the audit writer stopped".into())
-        })
+        })?;
+        if urgent {
+            self.state.wake_if_waiting();
+        }
+        Ok(())
     }
 
     /// Wait until every entry queued before this call is committed; the error of the last
@@ -173,9 +188,55 @@ impl Writer {
     /// Commit what is queued, write a final checkpoint, and stop the thread.
     pub fn close(&self) {
         let _ = self.tx.send(Job::Stop);
+        self.state.wake_if_waiting();
         let handle = self.state.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(handle) = handle {
             let _ = handle.join();
+        }
+    }
+}
+
+/// The jobs the writer gathers into one transaction.
+#[derive(Default)]
+struct Group {
+    batch: Vec<(Draft, Option<Done>)>,
+    syncs: Vec<Done>,
+    stop: bool,
+    /// Someone is waiting on this group: take what is queued, but do not wait out the window
+    /// for more.
+    hurry: bool,
+}
+
+impl Group {
+    fn absorb(&mut self, job: Job) {
+        match job {
+            Job::Append(draft, done) => {
+                self.hurry |= done.is_some();
+                self.batch.push((*draft, done));
+            }
+            Job::Sync(done) => self.syncs.push(done),
+            Job::Stop => self.stop = true,
+        }
+    }
+
+    /// A sync closes the group (it answers for everything before it), as do a stop and a
+    /// full batch.
+    fn closed(&self, max_batch: usize) -> bool {
+        self.stop || !self.syncs.is_empty() || self.batch.len() >= max_batch
+    }
+}
+
+impl State {
+    /// Wake the writer if it is sleeping out a commit window. Called after a job is queued;
+    /// the writer announces the window before it looks at the queue a last time and sleeps,
+    /// and the fences on both sides order the two (one of them sees the other): either this
+    /// sees the window open, or the writer finds the job before sleeping.
+    fn wake_if_waiting(&self) {
+        fence(Ordering::SeqCst);
+        if self.window_open.load(Ordering::SeqCst)
+            && let Some(worker) = self.worker.get()
+        {
+            worker.unpark();
         }
     }
 }
@@ -265,44 +326,40 @@ impl Worker {
         loop {
             let wait =
                 self.options.checkpoint_interval.saturating_sub(self.last_checkpoint.elapsed());
-            let mut batch = Vec::new();
-            let mut syncs = Vec::new();
-            let mut stop = false;
+            let mut group = Group::default();
             match rx.recv_timeout(wait) {
                 Ok(job) => {
                     let close = Instant::now() + self.options.window;
-                    // Someone is waiting on this group: take what is queued, but do not wait
-                    // out the window for more.
-                    let mut hurry = false;
-                    let mut next = Some(job);
-                    while let Some(job) = next {
-                        match job {
-                            Job::Append(draft, done) => {
-                                hurry |= done.is_some();
-                                batch.push((*draft, done));
+                    group.absorb(job);
+                    while !group.closed(self.options.max_batch) {
+                        // What is queued joins.
+                        match rx.try_recv() {
+                            Ok(job) => {
+                                group.absorb(job);
+                                continue;
                             }
-                            Job::Sync(done) => syncs.push(done),
-                            Job::Stop => stop = true,
+                            Err(TryRecvError::Disconnected) => break,
+                            Err(TryRecvError::Empty) => {}
                         }
-                        // A sync closes the group: it answers for everything before it.
-                        next = if stop || !syncs.is_empty() || batch.len() >= self.options.max_batch
-                        {
-                            None
-                        } else {
-                            match rx.try_recv() {
-                                Ok(job) => Some(job),
-                                Err(_) if hurry => None,
-                                Err(_) => {
-                                    let left = close.saturating_duration_since(Instant::now());
-                                    if left.is_zero() { None } else { rx.recv_timeout(left).ok() }
-                                }
-                            }
-                        };
+                        let now = Instant::now();
+                        if group.hurry || now >= close {
+                            break;
+                        }
+                        // Sleep out the window; entries that join meanwhile are only queued.
+                        // Announce it, then look once more (see State::wake_if_waiting).
+                        state.window_open.store(true, Ordering::SeqCst);
+                        fence(Ordering::SeqCst);
+                        match rx.try_recv() {
+                            Ok(job) => group.absorb(job),
+                            Err(_) => std::thread::park_timeout(close - now),
+                        }
+                        state.window_open.store(false, Ordering::SeqCst);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stop = true,
+                Err(RecvTimeoutError::Disconnected) => group.stop = true,
             }
+            let Group { batch, syncs, stop, .. } = group;
             let jobs = batch.len() + syncs.len();
             let result = if batch.is_empty() { Ok(()) } else { self.commit(batch, state) };
             for done in syncs {
