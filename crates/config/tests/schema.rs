@@ -82,14 +82,30 @@ fn every_mapping_has_exactly_the_keys_the_loader_reads_and_requires() {
     }
 }
 
-/// A document holding every default the schema states for the mappings (not lists) it
-/// describes.
-fn defaults(node: &Value) -> Value {
+/// Values for the keys a list item requires (the schema states no default for them).
+fn required_value(key: &str) -> Value {
+    match key {
+        "issuer" => json!("https://idp.example.com"),
+        "audience" => json!("airlock"),
+        "url" => json!("https://hooks.example.com/airlock"),
+        other => panic!("no test value for the required key `{other}`: add one here"),
+    }
+}
+
+/// A document holding every default the schema states, lists included: each list holds one
+/// item with its required keys and (when `with_defaults`) every default its schema states.
+fn document(node: &Value, with_defaults: bool) -> Value {
     let mut out = Map::new();
+    for key in node["required"].as_array().into_iter().flatten() {
+        let key = key.as_str().unwrap();
+        out.insert(key.to_owned(), required_value(key));
+    }
     for (key, child) in node["properties"].as_object().unwrap() {
         if child.get("properties").is_some() {
-            out.insert(key.clone(), defaults(child));
-        } else if let Some(d) = child.get("default") {
+            out.insert(key.clone(), document(child, with_defaults));
+        } else if let Some(items) = child.get("items").filter(|i| i.get("properties").is_some()) {
+            out.insert(key.clone(), json!([document(items, with_defaults)]));
+        } else if let Some(d) = child.get("default").filter(|_| with_defaults) {
             out.insert(key.clone(), d.clone());
         }
     }
@@ -98,11 +114,16 @@ fn defaults(node: &Value) -> Value {
 
 #[test]
 fn the_schemas_defaults_are_the_loaders_defaults() {
-    let stated = defaults(&schema());
-    let from_schema = airlock_config::parse("schema", &stated.to_string())
-        .unwrap_or_else(|e| panic!("the schema's defaults do not load:\n{e}"));
-    let from_nothing = airlock_config::parse("empty", "").unwrap();
+    let schema = schema();
+    let load = |doc: Value| {
+        airlock_config::parse("schema", &doc.to_string())
+            .unwrap_or_else(|e| panic!("{doc}\ndoes not load:\n{e}"))
+    };
+    let stated = load(document(&schema, true));
+    let bare = load(document(&schema, false));
+    // The bare document lists one OIDC issuer and one webhook, with only their required keys.
+    assert_eq!((bare.oidc.len(), bare.approvals.webhooks.len()), (1, 1));
     // Giving `upstream.url` at all is remembered (a missing key then is an error, not the mock).
-    let shown = format!("{from_schema:?}").replace("url_is_default: false", "url_is_default: true");
-    assert_eq!(shown, format!("{from_nothing:?}"));
+    let shown = format!("{stated:?}").replace("url_is_default: false", "url_is_default: true");
+    assert_eq!(shown, format!("{bare:?}"));
 }
