@@ -101,6 +101,12 @@ async fn one(
     Ok((scheduled.elapsed().as_micros() as u64, first, gaps))
 }
 
+/// Let this thread's sleeps end on time: Linux lets a sleep overrun by the thread's timer
+/// slack, 50 µs by default. Best effort (an older kernel has no such file).
+fn precise_sleeps() {
+    let _ = std::fs::write("/proc/thread-self/timerslack_ns", "1");
+}
+
 fn percentiles(mut v: Vec<u64>) -> serde_json::Value {
     if v.is_empty() {
         return serde_json::Value::Null;
@@ -140,42 +146,57 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    let mut tasks = tokio::task::JoinSet::new();
-    match args.rate {
+    let handles: Vec<tokio::task::JoinHandle<()>> = match args.rate {
         Some(rate) => {
-            let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
-            let mut i: u32 = 0;
-            loop {
-                let scheduled = start + interval * i;
-                if scheduled.duration_since(start) >= total {
-                    break;
+            // Sends are paced by their own OS thread, not by `tokio::time`: its timer has
+            // millisecond granularity, so at 2,000 req/s it would release requests two at a
+            // time on each tick (bursts of 8 at 8,000), and every latency, measured from the
+            // scheduled time, would carry up to a millisecond of the generator's own lateness.
+            let runtime = tokio::runtime::Handle::current();
+            let (done, handles) = tokio::sync::oneshot::channel();
+            let (client, args, body, record) =
+                (client.clone(), args.clone(), body.clone(), record.clone());
+            std::thread::spawn(move || {
+                precise_sleeps();
+                let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+                let mut handles = Vec::new();
+                for i in 0u32.. {
+                    let scheduled = start + interval * i;
+                    if scheduled.duration_since(start) >= total {
+                        break;
+                    }
+                    // Behind schedule (a stall), it sends at once: the open loop catches up.
+                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let (client, args, body, record) =
+                        (client.clone(), args.clone(), body.clone(), record.clone());
+                    handles.push(runtime.spawn(async move {
+                        let r = one(&client, &args, &body, scheduled).await;
+                        record(scheduled, r);
+                    }));
                 }
-                tokio::time::sleep_until(scheduled.into()).await;
-                let (client, args, body, record) =
-                    (client.clone(), args.clone(), body.clone(), record.clone());
-                tasks.spawn(async move {
-                    let r = one(&client, &args, &body, scheduled).await;
-                    record(scheduled, r);
-                });
-                i += 1;
-                while tasks.try_join_next().is_some() {}
-            }
+                let _ = done.send(handles);
+            });
+            handles.await.context("the pacing thread failed")?
         }
-        None => {
-            for _ in 0..args.concurrency {
+        None => (0..args.concurrency)
+            .map(|_| {
                 let (client, args, body, record) =
                     (client.clone(), args.clone(), body.clone(), record.clone());
-                tasks.spawn(async move {
+                tokio::spawn(async move {
                     while start.elapsed() < total {
                         let scheduled = Instant::now();
                         let r = one(&client, &args, &body, scheduled).await;
                         record(scheduled, r);
                     }
-                });
-            }
-        }
+                })
+            })
+            .collect(),
+    };
+    for h in handles {
+        h.await.context("a request task failed")?;
     }
-    while tasks.join_next().await.is_some() {}
     let s = std::mem::take(&mut *sample.lock().unwrap_or_else(|e| e.into_inner()));
     let measured = args.duration as f64;
     let out = serde_json::json!({
