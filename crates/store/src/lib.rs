@@ -104,6 +104,16 @@ pub trait Sql: Send {
     fn migration_lock(&mut self) -> Result<(), StoreError>;
     /// Claim the right to write `chain` for as long as this connection lives.
     fn lock_chain(&mut self, chain: &str) -> Result<(), StoreError>;
+    /// SQLite: stop checkpointing the WAL inside this connection's commits, except as a
+    /// backstop (the caller runs a checkpoint thread on a connection of its own). False where there is
+    /// nothing to hand off.
+    fn hand_off_checkpoints(&mut self) -> bool {
+        false
+    }
+    /// After `hand_off_checkpoints`: the WAL's size in pages after this thread's last commit.
+    fn wal_pages(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// A search over audit entries. Every filter is optional.
@@ -252,6 +262,16 @@ impl Store {
 
     pub fn lock_chain(&mut self, chain: &str) -> Result<(), StoreError> {
         self.sql.lock_chain(chain)
+    }
+
+    /// See [`Sql::hand_off_checkpoints`].
+    pub fn hand_off_checkpoints(&mut self) -> bool {
+        self.sql.hand_off_checkpoints()
+    }
+
+    /// See [`Sql::wal_pages`].
+    pub fn wal_pages(&self) -> Option<i32> {
+        self.sql.wal_pages()
     }
 
     /// Write sealed entries in one transaction: all or none.

@@ -1,10 +1,47 @@
 //! SQLite: one file, WAL journal, `synchronous=FULL` (a commit survives power loss when the
 //! disk honours fsync). Both settings are asserted at open; the gateway refuses to start
 //! without them.
+//!
+//! WAL checkpoints (copying committed pages from the WAL into the database file, then
+//! fsyncing it) normally run inside the commit that takes the WAL past 1,000 pages, and
+//! whoever waits on that commit waits for the checkpoint too. The audit writer hands them to
+//! a thread of its own instead (`Sql::hand_off_checkpoints`, [`Checkpoints`]); its own
+//! connection checkpoints only as a backstop, at [`BACKSTOP_PAGES`].
 
 use crate::{Param, Sql, StoreError, Value};
 use rusqlite::types::{ToSqlOutput, ValueRef};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+
+/// WAL growth (pages) after which the checkpoint thread is asked to run: SQLite's own
+/// autocheckpoint threshold.
+pub const CHECKPOINT_PAGES: i32 = 1000;
+
+/// WAL size (pages, 32 MiB at 4 KiB) at which a connection that handed its checkpoints off
+/// checkpoints after a commit itself: the checkpoint thread fell behind, failed, or never
+/// found the WAL without a newer commit (it can only be restarted from the beginning once
+/// every frame in it is checkpointed). Nothing else writes meanwhile, so this one copies
+/// whatever the thread left and the next transaction starts the WAL over: it never grows
+/// much past this.
+pub const BACKSTOP_PAGES: i32 = 8192;
+
+thread_local! {
+    /// The WAL's size in pages after this thread's last commit on a connection that handed
+    /// its checkpoints off (set by [`after_commit`]; the audit writer is one thread).
+    static WAL_PAGES: Cell<i32> = const { Cell::new(0) };
+}
+
+/// The WAL hook of a connection that handed its checkpoints off.
+fn after_commit(wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(pages);
+    if pages >= BACKSTOP_PAGES {
+        // As SQLite's own autocheckpoint: the commit stands whatever this returns.
+        if let Err(e) = wal.checkpoint_v2(rusqlite::hooks::CheckpointMode::PASSIVE) {
+            tracing::warn!(target: "airlock::store", error = %e, pages, "WAL backstop checkpoint failed");
+        }
+    }
+    Ok(())
+}
 
 pub struct Sqlite {
     conn: rusqlite::Connection,
@@ -33,6 +70,25 @@ pub fn connect(path: &Path) -> Result<Sqlite, StoreError> {
         )));
     }
     Ok(Sqlite { conn, path: path.to_owned(), chain_lock: None })
+}
+
+/// A connection that only checkpoints the WAL, for the checkpoint thread.
+pub struct Checkpoints(Sqlite);
+
+impl Checkpoints {
+    pub fn open(path: &Path) -> Result<Checkpoints, StoreError> {
+        connect(path).map(Checkpoints)
+    }
+
+    /// Copy what the WAL holds into the database, without waiting for (or blocking) the
+    /// writer or readers: (frames in the WAL, frames now checkpointed).
+    pub fn passive(&self) -> Result<(i64, i64), StoreError> {
+        let (_busy, log, done): (i64, i64, i64) =
+            self.0.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        Ok((log, done))
+    }
 }
 
 /// The database holds the audit log: owner-only from the first byte.
@@ -92,6 +148,16 @@ impl Sql for Sqlite {
 
     fn begin(&mut self) -> Result<(), StoreError> {
         self.batch("BEGIN IMMEDIATE")
+    }
+
+    fn hand_off_checkpoints(&mut self) -> bool {
+        // The hook replaces SQLite's autocheckpoint (which is itself a WAL hook).
+        self.conn.wal_hook(Some(after_commit));
+        true
+    }
+
+    fn wal_pages(&self) -> Option<i32> {
+        Some(WAL_PAGES.get())
     }
 
     fn migration_lock(&mut self) -> Result<(), StoreError> {

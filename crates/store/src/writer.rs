@@ -22,6 +22,11 @@
 //! On start the writer resumes its chain from the store and appends an `interrupted` entry
 //! for every forwarded request whose response was never recorded (the gateway stopped).
 //!
+//! On SQLite the WAL is checkpointed by a thread of the writer's own (`airlock-wal`, its own
+//! connection, `PRAGMA wal_checkpoint(PASSIVE)`), asked after every 1,000 pages the WAL grows,
+//! so no commit — and nobody waiting on one — carries a checkpoint; the writer's connection
+//! checkpoints itself only as a backstop (see `sqlite.rs`).
+//!
 //! After a failed commit the connection is dropped and a new one opened for the next batch
 //! (a failed fsync is never retried on the same handle); until a commit succeeds again the
 //! writer reports itself unhealthy.
@@ -84,6 +89,8 @@ struct State {
     worker: OnceLock<std::thread::Thread>,
     /// True while the writer sleeps out a window: an urgent job must wake it.
     window_open: AtomicBool,
+    /// WAL checkpoints the checkpoint thread has run (SQLite).
+    wal_checkpoints: AtomicU64,
 }
 
 impl std::fmt::Debug for Writer {
@@ -115,7 +122,9 @@ impl Writer {
             thread: Mutex::new(None),
             worker: OnceLock::new(),
             window_open: AtomicBool::new(false),
+            wal_checkpoints: AtomicU64::new(0),
         });
+        w.start_checkpoints(&state);
         let thread_state = state.clone();
         let handle = std::thread::Builder::new()
             .name("airlock-audit".into())
@@ -174,6 +183,11 @@ impl Writer {
     /// Entries committed so far (over [`Writer::commits`]: the entries per commit).
     pub fn committed(&self) -> u64 {
         self.state.committed.load(Ordering::Relaxed)
+    }
+
+    /// WAL checkpoints run off the writer's thread so far (SQLite; always 0 on PostgreSQL).
+    pub fn wal_checkpoints(&self) -> u64 {
+        self.state.wal_checkpoints.load(Ordering::Relaxed)
     }
 
     /// False after a failed commit, until one succeeds again.
@@ -252,6 +266,9 @@ struct Worker {
     last_checkpoint: Instant,
     since_checkpoint: u64,
     on_checkpoint: Option<CheckpointHook>,
+    /// SQLite: the WAL checkpoint thread, and the WAL's size when it was last asked.
+    wal: Option<WalCheckpoints>,
+    wal_asked_at: i32,
 }
 
 impl Worker {
@@ -272,6 +289,8 @@ impl Worker {
             last_checkpoint: Instant::now(),
             since_checkpoint: 0,
             on_checkpoint,
+            wal: None,
+            wal_asked_at: 0,
         };
         worker.connect()?;
         Ok(worker)
@@ -289,7 +308,43 @@ impl Worker {
             self.checkpoints = n;
             self.last_note = Some(note);
         }
+        if self.wal.is_some() {
+            store.hand_off_checkpoints();
+        }
         Ok(self.store.insert(store))
+    }
+
+    /// On SQLite, start the WAL checkpoint thread and hand it this connection's checkpoints
+    /// (a reconnect hands them off again). If the thread cannot start, SQLite keeps
+    /// checkpointing inside commits, as it does by default.
+    fn start_checkpoints(&mut self, state: &Arc<State>) {
+        let StoreUrl::Sqlite(path) = &self.url else { return };
+        match WalCheckpoints::start(path, state.clone()) {
+            Ok(wal) => {
+                self.wal = Some(wal);
+                if let Some(store) = self.store.as_mut() {
+                    store.hand_off_checkpoints();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "airlock::audit", error = %e, "cannot start the WAL checkpoint thread; checkpoints stay inside commits")
+            }
+        }
+    }
+
+    /// After a commit: ask the checkpoint thread once per `CHECKPOINT_PAGES` the WAL grew.
+    fn after_commit(&mut self) {
+        let (Some(wal), Some(pages)) = (&self.wal, self.store.as_ref().and_then(Store::wal_pages))
+        else {
+            return;
+        };
+        if pages < self.wal_asked_at {
+            self.wal_asked_at = 0; // the WAL started over
+        }
+        if pages - self.wal_asked_at >= crate::sqlite::CHECKPOINT_PAGES {
+            self.wal_asked_at = pages;
+            wal.ask();
+        }
     }
 
     fn recover(&mut self) -> Result<(), StoreError> {
@@ -410,6 +465,7 @@ impl Worker {
             Ok(()) => {
                 self.since_checkpoint += sealed.len() as u64;
                 self.chain = next;
+                self.after_commit();
                 Ok(())
             }
             Err(e) => {
@@ -450,6 +506,77 @@ impl Worker {
             hook(&note);
         }
         self.last_note = Some(note);
+    }
+}
+
+/// The WAL checkpoint thread: runs a passive checkpoint each time it is asked (asks that come
+/// while one runs make one more run, not a queue). Stopped and joined on drop, after the run
+/// asked for last.
+struct WalCheckpoints {
+    shared: Arc<(Mutex<Asked>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Asked {
+    run: bool,
+    stop: bool,
+}
+
+impl WalCheckpoints {
+    fn start(path: &std::path::Path, state: Arc<State>) -> Result<WalCheckpoints, StoreError> {
+        let conn = crate::sqlite::Checkpoints::open(path)?;
+        let shared = Arc::new((Mutex::new(Asked::default()), std::sync::Condvar::new()));
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("airlock-wal".into())
+            .spawn(move || {
+                let (lock, wake) = &*theirs;
+                loop {
+                    {
+                        let mut asked = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        while !asked.run && !asked.stop {
+                            asked = wake.wait(asked).unwrap_or_else(|e| e.into_inner());
+                        }
+                        // A run asked for before the stop still happens.
+                        if !asked.run {
+                            return;
+                        }
+                        asked.run = false;
+                    }
+                    match conn.passive() {
+                        Ok((log, done)) => {
+                            state.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(target: "airlock::audit", log, done, "WAL checkpointed");
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "airlock::audit", error = %e, "WAL checkpoint failed")
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Setup(format!("cannot start the WAL checkpoint thread: {e}")))?;
+        Ok(WalCheckpoints { shared, thread: Some(thread) })
+    }
+
+    fn ask(&self) {
+        let (lock, wake) = &*self.shared;
+        let mut asked = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !asked.run {
+            asked.run = true;
+            wake.notify_one();
+        }
+    }
+}
+
+impl Drop for WalCheckpoints {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -485,3 +485,57 @@ fn entries_waited_on_together_share_commits() {
         writer.close();
     }
 }
+
+/// A draft whose detail is `bytes` of text (a large masked body).
+fn big_draft(id: &str, bytes: usize) -> Draft {
+    let mut d = draft(Kind::Record, id, "alice");
+    d.detail = airlock_audit::detail(&serde_json::json!({ "request_body": "x".repeat(bytes) }));
+    d
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn wal_of(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+#[test]
+fn the_wal_is_checkpointed_by_its_own_thread() {
+    let url = backends().remove(0);
+    assert!(matches!(url, StoreUrl::Sqlite(_)));
+    let key = SessionKeys::generate().unwrap();
+    let writer =
+        Writer::start(&url, SessionKeys::from_pem(&key.to_pem()).unwrap(), options("a"), None)
+            .unwrap();
+    // About 20 MB of entries: five times the WAL growth that asks for a checkpoint.
+    for i in 0..2500 {
+        writer.append_detached(big_draft(&format!("r{i}"), 8 * 1024));
+    }
+    // Closing joins the checkpoint thread after the run it was asked for last.
+    writer.close();
+    assert!(writer.wal_checkpoints() >= 1, "the checkpoint thread never ran");
+    let reports = verify(&url, &key, &[]);
+    assert_eq!((reports[0].entries, &reports[0].problem), (2500, &None), "{reports:?}");
+}
+
+#[test]
+fn a_connection_that_handed_off_its_checkpoints_still_bounds_the_wal() {
+    // No checkpoint thread at all: the backstop alone keeps the WAL from growing without end.
+    let StoreUrl::Sqlite(db) = backends().remove(0) else { unreachable!() };
+    let mut store = Store::open(&StoreUrl::Sqlite(db.clone())).unwrap();
+    assert!(store.hand_off_checkpoints());
+    let mut chain = airlock_audit::Chain::start("a");
+    // 48 MB in 1 MB commits, half again the backstop's 32 MiB.
+    for i in 0..48 {
+        let (sealed, next) = chain.seal(vec![big_draft(&format!("r{i}"), 1 << 20)]);
+        store.append(&sealed).unwrap();
+        chain = next;
+    }
+    let (wal, main) = (file_len(&wal_of(&db)), file_len(&db));
+    assert!(wal < 40 << 20, "WAL {wal} bytes");
+    assert!(main > 16 << 20, "database file {main} bytes: the backstop never checkpointed");
+}
