@@ -151,6 +151,7 @@ impl Audit {
             checkpoint_file: Some(checkpoint_file(config)),
             max_batch: MAX_BATCH,
             window: config.audit.commit_window,
+            short_slice: config.audit.durability == Durability::Batch,
         };
         let writer = Writer::start(&config.store, key, options, on_checkpoint)?;
         let reader = Store::open(&config.store)?;

@@ -60,6 +60,7 @@ fn writer(dir: &std::path::Path, name: &str) -> Writer {
         checkpoint_file: Some(dir.join(format!("{name}.jsonl"))),
         max_batch: 2048,
         window: Duration::ZERO,
+        short_slice: false,
     };
     let url = StoreUrl::Sqlite(dir.join(format!("{name}.db")));
     Writer::start(&url, SessionKeys::generate().unwrap(), options, None).unwrap()

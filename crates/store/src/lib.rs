@@ -11,6 +11,7 @@
 
 pub mod audit;
 mod pg;
+pub mod sched;
 pub mod sql;
 mod sqlite;
 pub mod writer;

@@ -54,6 +54,10 @@ pub struct WriterOptions {
     /// How long a group of detached entries stays open from its first entry (zero: it
     /// closes as soon as the queue is empty).
     pub window: Duration,
+    /// Run the writer and WAL checkpoint threads with a short scheduler slice
+    /// ([`crate::sched`]), so their bursts do not hold up the request path. For `batch`
+    /// durability, where no request waits on them.
+    pub short_slice: bool,
 }
 
 /// Why an entry was not committed.
@@ -128,7 +132,12 @@ impl Writer {
         let thread_state = state.clone();
         let handle = std::thread::Builder::new()
             .name("airlock-audit".into())
-            .spawn(move || w.run(rx, &thread_state))
+            .spawn(move || {
+                if w.options.short_slice {
+                    crate::sched::short_slice();
+                }
+                w.run(rx, &thread_state)
+            })
             .map_err(|e| StoreError::Setup(format!("cannot start the audit writer: {e}")))?;
         let _ = state.worker.set(handle.thread().clone());
         *state.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
@@ -319,7 +328,7 @@ impl Worker {
     /// checkpointing inside commits, as it does by default.
     fn start_checkpoints(&mut self, state: &Arc<State>) {
         let StoreUrl::Sqlite(path) = &self.url else { return };
-        match WalCheckpoints::start(path, state.clone()) {
+        match WalCheckpoints::start(path, state.clone(), self.options.short_slice) {
             Ok(wal) => {
                 self.wal = Some(wal);
                 if let Some(store) = self.store.as_mut() {
@@ -524,13 +533,20 @@ struct Asked {
 }
 
 impl WalCheckpoints {
-    fn start(path: &std::path::Path, state: Arc<State>) -> Result<WalCheckpoints, StoreError> {
+    fn start(
+        path: &std::path::Path,
+        state: Arc<State>,
+        short_slice: bool,
+    ) -> Result<WalCheckpoints, StoreError> {
         let conn = crate::sqlite::Checkpoints::open(path)?;
         let shared = Arc::new((Mutex::new(Asked::default()), std::sync::Condvar::new()));
         let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("airlock-wal".into())
             .spawn(move || {
+                if short_slice {
+                    crate::sched::short_slice();
+                }
                 let (lock, wake) = &*theirs;
                 loop {
                     {

@@ -42,6 +42,7 @@ fn options(chain: &str) -> WriterOptions {
         checkpoint_file: None,
         max_batch: 64,
         window: Duration::ZERO,
+        short_slice: false,
     }
 }
 
@@ -538,4 +539,56 @@ fn a_connection_that_handed_off_its_checkpoints_still_bounds_the_wal() {
     let (wal, main) = (file_len(&wal_of(&db)), file_len(&db));
     assert!(wal < 40 << 20, "WAL {wal} bytes");
     assert!(main > 16 << 20, "database file {main} bytes: the backstop never checkpointed");
+}
+
+/// The scheduler slice (ns) of each of this process's threads named `name`.
+fn slices_of(name: &str) -> Vec<u64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .filter_map(airlock_store::sched::slice_of)
+        .collect()
+}
+
+#[test]
+fn the_writer_and_its_checkpoint_thread_ask_for_a_short_slice_when_told() {
+    use airlock_store::sched::{SLICE_NS, slice_of};
+    // Kernels before 6.12 have no custom slices and report none (0): nothing to see there.
+    if slice_of(0).is_none_or(|s| s == 0) {
+        eprintln!("this kernel reports no scheduler slices: skipped");
+        return;
+    }
+    let threads = ["airlock-audit", "airlock-wal"];
+    let key = SessionKeys::generate().unwrap();
+    let url = backends().remove(0);
+    let short = WriterOptions { short_slice: true, ..options("a") };
+    let writer =
+        Writer::start(&url, SessionKeys::from_pem(&key.to_pem()).unwrap(), short, None).unwrap();
+    // Each thread asks as it starts: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !threads.iter().all(|t| slices_of(t) == [SLICE_NS]) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", threads.map(slices_of));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_ne!(slice_of(0), Some(SLICE_NS), "the caller's own slice changed");
+    writer.close();
+    drop(writer);
+    while !threads.iter().all(|t| slices_of(t).is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "the writer's threads never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Without it, they keep the slice they were started with.
+    let url = backends().remove(0);
+    let writer = Writer::start(&url, key, options("b"), None).unwrap();
+    // A thread takes its name as it starts: wait for both.
+    while threads.iter().any(|t| slices_of(t).is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", threads.map(slices_of));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads {
+        assert!(!slices_of(t).contains(&SLICE_NS), "{t}: {:?}", slices_of(t));
+    }
+    writer.close();
 }
