@@ -6,8 +6,8 @@
 //! woken inside it waits for the slice to end or for the next timer tick (4 ms at
 //! `CONFIG_HZ=250`). Nice does not help: it changes a thread's share of the CPU, not its
 //! slice. A custom slice (`sched_attr.sched_runtime` under `SCHED_OTHER`, no privilege needed)
-//! does: a woken thread preempts the burst within about `SLICE_NS`, and the thread's share is
-//! unchanged. It is asked for only where no request waits on these threads (`batch`
+//! does: a woken thread can preempt the burst after about `SLICE_NS`, and the thread's share
+//! is unchanged. It is asked for only where no request waits on these threads (`batch`
 //! durability, [`crate::WriterOptions::short_slice`]): a request waiting on a commit would
 //! wait for the preempted writer too. docs/benchmarks.md ("Where the time goes") has the
 //! measurement.
