@@ -38,6 +38,18 @@ pub fn slice_of(tid: i32) -> Option<u64> {
     }
 }
 
+/// The slice (ns) of each of this process's threads named `name` (empty where none can be
+/// read): how a test or an operator sees what the threads asked for.
+pub fn slices_of_threads(name: &str) -> Vec<u64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .filter_map(slice_of)
+        .collect()
+}
+
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod linux {

@@ -541,20 +541,9 @@ fn a_connection_that_handed_off_its_checkpoints_still_bounds_the_wal() {
     assert!(main > 16 << 20, "database file {main} bytes: the backstop never checkpointed");
 }
 
-/// The scheduler slice (ns) of each of this process's threads named `name`.
-fn slices_of(name: &str) -> Vec<u64> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
-    tasks
-        .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
-        .filter_map(|t| t.file_name().to_str()?.parse().ok())
-        .filter_map(airlock_store::sched::slice_of)
-        .collect()
-}
-
 #[test]
 fn the_writer_and_its_checkpoint_thread_ask_for_a_short_slice_when_told() {
-    use airlock_store::sched::{SLICE_NS, slice_of};
+    use airlock_store::sched::{SLICE_NS, slice_of, slices_of_threads as slices_of};
     // Kernels before 6.12 have no custom slices and report none (0): nothing to see there.
     if slice_of(0).is_none_or(|s| s == 0) {
         eprintln!("this kernel reports no scheduler slices: skipped");
