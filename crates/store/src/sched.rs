@@ -39,7 +39,7 @@ pub fn slice_of(tid: i32) -> Option<u64> {
 }
 
 /// The slice (ns) of each of this process's threads named `name` (empty where none can be
-/// read): how a test or an operator sees what the threads asked for.
+/// read): how the tests see what the threads asked for.
 pub fn slices_of_threads(name: &str) -> Vec<u64> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
     tasks
