@@ -21,7 +21,7 @@ pub const SLICE_NS: u64 = 100_000;
 /// Only `SCHED_OTHER` and `SCHED_BATCH` threads are changed; errors are ignored.
 pub fn short_slice() {
     #[cfg(target_os = "linux")]
-    linux::short_slice(0);
+    linux::short_slice();
 }
 
 /// The slice (ns) of thread `tid` of this process (0: the calling thread), or `None` where it
@@ -38,15 +38,15 @@ pub fn slice_of(tid: i32) -> Option<u64> {
     }
 }
 
-/// The slice (ns) of each of this process's threads named `name` (empty where none can be
-/// read): how the tests see what the threads asked for.
-pub fn slices_of_threads(name: &str) -> Vec<u64> {
+/// This process's threads named `name`: each one's id and slice (ns), where it can be read.
+/// How the tests see what the threads asked for.
+pub fn threads_named(name: &str) -> Vec<(i32, u64)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
     tasks
         .flatten()
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
         .filter_map(|t| t.file_name().to_str()?.parse().ok())
-        .filter_map(slice_of)
+        .filter_map(|tid| Some((tid, slice_of(tid)?)))
         .collect()
 }
 
@@ -79,8 +79,8 @@ mod linux {
         (rc == 0).then_some(attr)
     }
 
-    pub(super) fn short_slice(tid: i32) {
-        let Some(mut attr) = get(tid) else { return };
+    pub(super) fn short_slice() {
+        let Some(mut attr) = get(0) else { return };
         if attr.sched_policy != libc::SCHED_OTHER as u32
             && attr.sched_policy != libc::SCHED_BATCH as u32
         {
@@ -92,7 +92,6 @@ mod linux {
         attr.sched_runtime = super::SLICE_NS;
         // SAFETY: `attr` is a valid, initialised `sched_attr` of `SIZE` bytes that the kernel
         // only reads.
-        let _ =
-            unsafe { libc::syscall(libc::SYS_sched_setattr, tid, &attr as *const SchedAttr, 0) };
+        let _ = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
     }
 }

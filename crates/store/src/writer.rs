@@ -130,14 +130,8 @@ impl Writer {
         });
         w.start_checkpoints(&state);
         let thread_state = state.clone();
-        let handle = std::thread::Builder::new()
-            .name("airlock-audit".into())
-            .spawn(move || {
-                if w.options.short_slice {
-                    crate::sched::short_slice();
-                }
-                w.run(rx, &thread_state)
-            })
+        let short_slice = w.options.short_slice;
+        let handle = spawn("airlock-audit", short_slice, move || w.run(rx, &thread_state))
             .map_err(|e| StoreError::Setup(format!("cannot start the audit writer: {e}")))?;
         let _ = state.worker.set(handle.thread().clone());
         *state.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
@@ -518,6 +512,28 @@ impl Worker {
     }
 }
 
+/// Start one of the store's background threads, named `name`, running `f`; with
+/// `short_slice` it first asks for a short scheduler slice ([`crate::sched`]). Returns once
+/// the thread runs, named and with its slice: the setting has taken effect when the writer
+/// starts serving (and its tests can read it back at once).
+fn spawn<T: Send + 'static>(
+    name: &str,
+    short_slice: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let (started, running) = mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new().name(name.into()).spawn(move || {
+        if short_slice {
+            crate::sched::short_slice();
+        }
+        let _ = started.send(());
+        f()
+    })?;
+    // An error here means the thread ended before it ran `f`: the handle reports that.
+    let _ = running.recv();
+    Ok(handle)
+}
+
 /// The WAL checkpoint thread: runs a passive checkpoint each time it is asked (asks that come
 /// while one runs make one more run, not a queue). Stopped and joined on drop, after the run
 /// asked for last.
@@ -541,12 +557,7 @@ impl WalCheckpoints {
         let conn = crate::sqlite::Checkpoints::open(path)?;
         let shared = Arc::new((Mutex::new(Asked::default()), std::sync::Condvar::new()));
         let theirs = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("airlock-wal".into())
-            .spawn(move || {
-                if short_slice {
-                    crate::sched::short_slice();
-                }
+        let thread = spawn("airlock-wal", short_slice, move || {
                 let (lock, wake) = &*theirs;
                 loop {
                     {

@@ -543,7 +543,7 @@ fn a_connection_that_handed_off_its_checkpoints_still_bounds_the_wal() {
 
 #[test]
 fn the_writer_and_its_checkpoint_thread_ask_for_a_short_slice_when_told() {
-    use airlock_store::sched::{SLICE_NS, slice_of, slices_of_threads as slices_of};
+    use airlock_store::sched::{SLICE_NS, slice_of, threads_named};
     // Kernels before 6.12 have no custom slices and report none (0): nothing to see there.
     if slice_of(0).is_none_or(|s| s == 0) {
         eprintln!("this kernel reports no scheduler slices: skipped");
@@ -553,32 +553,27 @@ fn the_writer_and_its_checkpoint_thread_ask_for_a_short_slice_when_told() {
     let key = SessionKeys::generate().unwrap();
     let url = backends().remove(0);
     let short = WriterOptions { short_slice: true, ..options("a") };
+    // Start returns once both threads run, named and with their slice. (Under nextest each
+    // test is a process of its own; under `cargo test` other tests' writers may be running
+    // too, with the default: so threads are told apart by id.)
     let writer =
         Writer::start(&url, SessionKeys::from_pem(&key.to_pem()).unwrap(), short, None).unwrap();
-    // Each thread asks as it starts: wait for it. (Under nextest each test is a process of
-    // its own; under `cargo test` other tests' writers may be running too, with the default.)
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !threads.iter().all(|t| slices_of(t).contains(&SLICE_NS)) {
-        assert!(std::time::Instant::now() < deadline, "{:?}", threads.map(slices_of));
-        std::thread::sleep(Duration::from_millis(10));
+    let started: Vec<(i32, u64)> = threads.iter().flat_map(|t| threads_named(t)).collect();
+    for t in threads {
+        let got = threads_named(t);
+        assert!(got.iter().any(|&(_, s)| s == SLICE_NS), "{t}: {got:?}");
     }
     assert_ne!(slice_of(0), Some(SLICE_NS), "the caller's own slice changed");
     writer.close();
-    drop(writer);
-    while threads.iter().any(|t| slices_of(t).contains(&SLICE_NS)) {
-        assert!(std::time::Instant::now() < deadline, "the writer's threads never ended");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Without it, they keep the slice they were started with.
+    // Without it, new threads keep the slice they were started with.
     let url = backends().remove(0);
     let writer = Writer::start(&url, key, options("b"), None).unwrap();
-    // A thread takes its name as it starts: wait for both.
-    while threads.iter().any(|t| slices_of(t).is_empty()) {
-        assert!(std::time::Instant::now() < deadline, "{:?}", threads.map(slices_of));
-        std::thread::sleep(Duration::from_millis(10));
-    }
     for t in threads {
-        assert!(!slices_of(t).contains(&SLICE_NS), "{t}: {:?}", slices_of(t));
+        let new: Vec<(i32, u64)> = threads_named(t)
+            .into_iter()
+            .filter(|(tid, _)| !started.iter().any(|(old, _)| old == tid))
+            .collect();
+        assert!(!new.is_empty() && new.iter().all(|&(_, s)| s != SLICE_NS), "{t}: {new:?}");
     }
     writer.close();
 }

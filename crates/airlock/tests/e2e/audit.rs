@@ -421,34 +421,25 @@ async fn checkpoints_are_posted_to_the_webhook_signed() {
     assert!(opened[1].prev.is_some(), "{opened:?}");
 }
 
-const AUDIT_THREADS: [&str; 2] = ["airlock-audit", "airlock-wal"];
-
-/// Waits until the scheduler slices of the gateway's audit threads (in this test's process:
-/// nextest runs each test in one of its own) satisfy `done`, and returns them; `None` on
+/// The scheduler slices of the gateway's audit threads (in this test's process: nextest runs
+/// each test in one of its own), which the writer sets before it starts serving; `None` on
 /// kernels that report no slices (before 6.12).
-async fn audit_thread_slices(done: impl Fn(&[Vec<u64>; 2]) -> bool) -> Option<[Vec<u64>; 2]> {
-    use airlock_store::sched::{slice_of, slices_of_threads};
+fn audit_thread_slices() -> Option<[Vec<u64>; 2]> {
+    use airlock_store::sched::{slice_of, threads_named};
     if slice_of(0).is_none_or(|s| s == 0) {
         eprintln!("this kernel reports no scheduler slices: skipped");
         return None;
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let got = AUDIT_THREADS.map(slices_of_threads);
-        if done(&got) {
-            return Some(got);
-        }
-        assert!(std::time::Instant::now() < deadline, "{got:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let slices = |name| threads_named(name).into_iter().map(|(_, s)| s).collect();
+    Some(["airlock-audit", "airlock-wal"].map(slices))
 }
 
 #[tokio::test]
 async fn in_batch_mode_the_audit_threads_ask_for_a_short_slice() {
     use airlock_store::sched::SLICE_NS;
     let h = Harness::start_with("audit:\n  durability: batch\n").await;
-    // Each thread asks as it starts: this waits for both.
-    audit_thread_slices(|s| s.iter().all(|t| t == &[SLICE_NS])).await;
+    let Some(slices) = audit_thread_slices() else { return };
+    assert!(slices.iter().all(|t| t == &[SLICE_NS]), "{slices:?}");
     let (status, _, _) = h.messages(SIMPLE, &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -458,10 +449,8 @@ async fn in_request_mode_the_audit_threads_keep_the_default_slice() {
     use airlock_store::sched::SLICE_NS;
     let h = Harness::start().await;
     assert_eq!(h.config.audit.durability, airlock_config::Durability::Request);
-    let Some(slices) = audit_thread_slices(|s| s.iter().all(|t| !t.is_empty())).await else {
-        return;
-    };
-    assert!(slices.iter().flatten().all(|&s| s != SLICE_NS), "{slices:?}");
+    let Some(slices) = audit_thread_slices() else { return };
+    assert!(slices.iter().all(|t| !t.is_empty() && !t.contains(&SLICE_NS)), "{slices:?}");
     let (status, _, _) = h.messages(SIMPLE, &[]).await;
     assert_eq!(status, StatusCode::OK);
 }
