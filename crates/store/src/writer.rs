@@ -558,31 +558,31 @@ impl WalCheckpoints {
         let shared = Arc::new((Mutex::new(Asked::default()), std::sync::Condvar::new()));
         let theirs = shared.clone();
         let thread = spawn("airlock-wal", short_slice, move || {
-                let (lock, wake) = &*theirs;
-                loop {
-                    {
-                        let mut asked = lock.lock().unwrap_or_else(|e| e.into_inner());
-                        while !asked.run && !asked.stop {
-                            asked = wake.wait(asked).unwrap_or_else(|e| e.into_inner());
-                        }
-                        // A run asked for before the stop still happens.
-                        if !asked.run {
-                            return;
-                        }
-                        asked.run = false;
+            let (lock, wake) = &*theirs;
+            loop {
+                {
+                    let mut asked = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while !asked.run && !asked.stop {
+                        asked = wake.wait(asked).unwrap_or_else(|e| e.into_inner());
                     }
-                    match conn.passive() {
-                        Ok((log, done)) => {
-                            state.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(target: "airlock::audit", log, done, "WAL checkpointed");
-                        }
-                        Err(e) => {
-                            tracing::warn!(target: "airlock::audit", error = %e, "WAL checkpoint failed")
-                        }
+                    // A run asked for before the stop still happens.
+                    if !asked.run {
+                        return;
+                    }
+                    asked.run = false;
+                }
+                match conn.passive() {
+                    Ok((log, done)) => {
+                        state.wal_checkpoints.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(target: "airlock::audit", log, done, "WAL checkpointed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "airlock::audit", error = %e, "WAL checkpoint failed")
                     }
                 }
-            })
-            .map_err(|e| StoreError::Setup(format!("cannot start the WAL checkpoint thread: {e}")))?;
+            }
+        })
+        .map_err(|e| StoreError::Setup(format!("cannot start the WAL checkpoint thread: {e}")))?;
         Ok(WalCheckpoints { shared, thread: Some(thread) })
     }
 

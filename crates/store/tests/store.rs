@@ -558,7 +558,8 @@ fn the_writer_and_its_checkpoint_thread_ask_for_a_short_slice_when_told() {
     // too, with the default: so threads are told apart by id.)
     let writer =
         Writer::start(&url, SessionKeys::from_pem(&key.to_pem()).unwrap(), short, None).unwrap();
-    let started: Vec<(i32, u64)> = threads.iter().flat_map(|t| threads_named(t)).collect();
+    let started: Vec<i32> =
+        threads.iter().flat_map(|t| threads_named(t)).map(|(tid, _)| tid).collect();
     for t in threads {
         let got = threads_named(t);
         assert!(got.iter().any(|&(_, s)| s == SLICE_NS), "{t}: {got:?}");
@@ -569,10 +570,8 @@ fn the_writer_and_its_checkpoint_thread_ask_for_a_short_slice_when_told() {
     let url = backends().remove(0);
     let writer = Writer::start(&url, key, options("b"), None).unwrap();
     for t in threads {
-        let new: Vec<(i32, u64)> = threads_named(t)
-            .into_iter()
-            .filter(|(tid, _)| !started.iter().any(|(old, _)| old == tid))
-            .collect();
+        let new: Vec<(i32, u64)> =
+            threads_named(t).into_iter().filter(|(tid, _)| !started.contains(tid)).collect();
         assert!(!new.is_empty() && new.iter().all(|&(_, s)| s != SLICE_NS), "{t}: {new:?}");
     }
     writer.close();
